@@ -1,0 +1,64 @@
+# wsd: the two commands a new machine needs are `make run` and `make test`.
+GO      ?= go
+PORT    ?= 3000
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= /etc/systemd/system
+CONFDIR ?= /etc/wsd
+
+.PHONY: all build run test vet conformance fuzz bench install clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsd ./cmd/wsd
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/wsd-bench ./cmd/wsd-bench
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/wsd-baseline ./cmd/wsd-baseline
+
+# Serves the spec's example on port $(PORT): GET / says Hello World!, ws://host:$(PORT)/ echoes.
+run: build
+	./bin/wsd serve --port $(PORT)
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo 'gofmt needed'; exit 1; }
+	$(GO) vet ./...
+
+# make test = vet + every test with the race detector, the conformance
+# suite's summary line, and a short run of each fuzz target.
+test: vet
+	$(GO) test -race -count=1 -timeout 600s ./...
+	$(GO) run ./cmd/wsd-conformance -self
+	$(MAKE) fuzz FUZZTIME=3s
+
+# The RFC 6455 conformance suite against an in-process server, with its table.
+conformance:
+	$(GO) run ./cmd/wsd-conformance -self -v
+
+FUZZTIME ?= 60s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+	  done; \
+	done
+
+# The standard benchmark set against the raw fasthttp/websocket baseline;
+# rewrites the measured section of BENCHMARKS.md.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./wsext | tee bin/gobench.txt
+	./bin/wsd-bench suite --wsd bin/wsd --baseline bin/wsd-baseline --out BENCHMARKS.md
+
+install:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsd ./cmd/wsd
+	install -D -m 0755 bin/wsd $(DESTDIR)$(BINDIR)/wsd
+	sed 's|/usr/local/bin/wsd|$(BINDIR)/wsd|' systemd/wsd.service > bin/wsd.service
+	install -D -m 0644 bin/wsd.service $(DESTDIR)$(UNITDIR)/wsd.service
+	test -e $(DESTDIR)$(CONFDIR)/wsd.env || install -D -m 0644 systemd/wsd.env $(DESTDIR)$(CONFDIR)/wsd.env
+	if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+clean:
+	rm -rf bin

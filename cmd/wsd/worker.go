@@ -1,0 +1,24 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/wsd-server/wsd/master"
+)
+
+// newWorkerCmd is the hidden `wsd worker` subcommand: the master re-executes
+// the wsd binary with it for each worker process, handing over the listening
+// socket and the configuration by file descriptor (see package master).
+func newWorkerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:           master.WorkerCommand,
+		Short:         "Serve as a worker of `wsd serve` (started by the master, not by hand)",
+		Hidden:        true,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return master.RunWorker(cmd.Context())
+		},
+	}
+}

@@ -1,0 +1,114 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole configuration of the wsd daemon. The zero value is not
+// useful; start from Default and override.
+//
+// Every field has a flag (the `flag` tag), a WSD_* environment variable (the
+// flag name upper-cased, dashes turned into underscores, WSD_ prefixed) and a
+// key in the optional TOML configuration file (the `toml` tag). Precedence,
+// highest first: flags, environment, file, defaults.
+type Config struct {
+	// Address is the IP address to listen on ("" or "0.0.0.0" means all IPv4,
+	// "::" all addresses).
+	Address string `toml:"address" flag:"address"`
+	// Port is the TCP port to listen on (1-65535).
+	Port int `toml:"port" flag:"port"`
+	// Processes is the number of worker processes; 0 means one per CPU.
+	Processes int `toml:"processes" flag:"processes"`
+	// Threads is GOMAXPROCS for each worker process; 0 leaves Go's default.
+	Threads int `toml:"threads" flag:"threads"`
+
+	// MaxMsgSize is the largest incoming WebSocket message in bytes
+	// (after decompression).
+	MaxMsgSize int64 `toml:"max_msg_size" flag:"max-msg-size"`
+	// Timeout is the idle time in seconds after which a ping is sent; a peer
+	// silent for a further Timeout is closed. 0 disables pings.
+	Timeout int `toml:"timeout" flag:"timeout"`
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout" flag:"shutdown-timeout"`
+
+	// Compression enables permessage-deflate negotiation.
+	Compression bool `toml:"compression" flag:"compression"`
+	// CompressionLevel is the flate level, 1 (fastest) to 9 (smallest).
+	CompressionLevel int `toml:"compression_level" flag:"compression-level"`
+	// CompressionThreshold is the smallest outgoing message that is compressed.
+	CompressionThreshold int `toml:"compression_threshold" flag:"compression-threshold"`
+	// MaxBackpressure is the most bytes queued for one slow reader before its
+	// connection is closed.
+	MaxBackpressure int `toml:"max_backpressure" flag:"max-backpressure"`
+	// AllowedOrigins lists the Origin values a browser upgrade may carry
+	// ("https://example.com", "https://*.example.com"); empty means same host
+	// only, "*" means any.
+	AllowedOrigins []string `toml:"allowed_origins" flag:"allowed-origins"`
+
+	// MaxHeaderSize is the largest request header block in bytes (431 above).
+	MaxHeaderSize int `toml:"max_header_size" flag:"max-header-size"`
+	// HeaderTimeout is the time a client has to send a whole request.
+	HeaderTimeout time.Duration `toml:"header_timeout" flag:"header-timeout"`
+	// IdleTimeout is how long a keep-alive HTTP connection may wait between
+	// requests.
+	IdleTimeout time.Duration `toml:"idle_timeout" flag:"idle-timeout"`
+	// MaxBodySize is the largest request body in bytes (413 above).
+	MaxBodySize int `toml:"max_body_size" flag:"max-body-size"`
+	// MaxConns is the most connections (HTTP and WebSocket) per worker.
+	MaxConns int `toml:"max_conns" flag:"max-conns"`
+	// MaxConnsPerIP is the most connections from one IP per worker; 0 = no limit.
+	MaxConnsPerIP int `toml:"max_conns_per_ip" flag:"max-conns-per-ip"`
+
+	// TLSCert and TLSKey are PEM files; both set means https and wss.
+	TLSCert string `toml:"tls_cert" flag:"tls-cert"`
+	TLSKey  string `toml:"tls_key" flag:"tls-key"`
+
+	// Redis is a redis://host:port/db URL; set, pub/sub crosses hosts through it.
+	Redis string `toml:"redis" flag:"redis"`
+	// PublishToken, when set, is the bearer token POST /publish requires.
+	PublishToken string `toml:"publish_token" flag:"publish-token"`
+	// PubSubEcho makes a /pubsub client receive its own messages.
+	PubSubEcho bool `toml:"pubsub_echo" flag:"pubsub-echo"`
+
+	// Public is a folder served as static files; empty serves none.
+	Public string `toml:"public" flag:"public"`
+	// DirListing allows directory listings under Public.
+	DirListing bool `toml:"dir_listing" flag:"dir-listing"`
+	// AdminAddress is host:port for metrics and health; empty disables it.
+	AdminAddress string `toml:"admin_address" flag:"admin-address"`
+	// LogFormat is "text" or "json".
+	LogFormat string `toml:"log_format" flag:"log-format"`
+	// LogLevel is "debug", "info", "warn" or "error".
+	LogLevel string `toml:"log_level" flag:"log-level"`
+	// AccessLog logs one line per HTTP request.
+	AccessLog bool `toml:"access_log" flag:"access-log"`
+
+	// File is the configuration file this Config was loaded from, if any.
+	// It is not itself a file key.
+	File string `toml:"-" flag:"config"`
+}
+
+// Default returns the configuration used when nothing overrides it.
+func Default() Config {
+	return Config{
+		Address:              "0.0.0.0",
+		Port:                 3000,
+		Processes:            1,
+		Threads:              0,
+		MaxMsgSize:           262144,
+		Timeout:              40,
+		ShutdownTimeout:      10 * time.Second,
+		Compression:          false,
+		CompressionLevel:     1,
+		CompressionThreshold: 256,
+		MaxBackpressure:      1 << 20,
+		MaxHeaderSize:        8192,
+		HeaderTimeout:        10 * time.Second,
+		IdleTimeout:          60 * time.Second,
+		MaxBodySize:          4 << 20,
+		MaxConns:             262144,
+		MaxConnsPerIP:        0,
+		LogFormat:            "text",
+		LogLevel:             "info",
+	}
+}

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+
+	"github.com/spf13/pflag"
+)
+
+// usage is the help line of each flag. A test checks that every setting has
+// one, so that `wsd serve --help` documents them all.
+var usage = map[string]string{
+	"address":               "IP `address` to listen on (0.0.0.0 all IPv4, :: all addresses)",
+	"port":                  "TCP `port` to listen on",
+	"processes":             "worker processes to run; 0 runs one per CPU",
+	"threads":               "GOMAXPROCS of each worker process; 0 keeps Go's default",
+	"max-msg-size":          "largest incoming WebSocket message in `bytes`, after decompression",
+	"timeout":               "`seconds` of silence before a ping is sent (0-255); a peer silent for as long again is closed; 0 disables pings",
+	"shutdown-timeout":      "longest a graceful stop may take",
+	"compression":           "negotiate permessage-deflate compression",
+	"compression-level":     "flate compression `level`, 1 (fastest) to 9 (smallest)",
+	"compression-threshold": "smallest outgoing message in `bytes` that is compressed",
+	"max-backpressure":      "most `bytes` queued for one slow reader before its connection is closed",
+	"allowed-origins":       "Origin values a browser upgrade may carry, such as https://example.com or https://*.example.com; * allows any; empty allows the same host only",
+	"max-header-size":       "largest request header block in `bytes` (larger gets 431)",
+	"header-timeout":        "time a client has to send a whole request header",
+	"idle-timeout":          "longest a keep-alive HTTP connection may wait between requests",
+	"max-body-size":         "largest request body in `bytes` (larger gets 413)",
+	"max-conns":             "most connections, HTTP and WebSocket, per worker",
+	"max-conns-per-ip":      "most connections from one IP address per worker; 0 means no limit",
+	"tls-cert":              "PEM certificate `file`; with --tls-key, serve https and wss",
+	"tls-key":               "PEM private key `file` for --tls-cert",
+	"redis":                 "redis://host:port/db `URL` through which pub/sub crosses hosts",
+	"publish-token":         "bearer `token` that POST /publish requires; empty requires none",
+	"pubsub-echo":           "deliver a /pubsub client's own messages back to it",
+	"public":                "`directory` served as static files; empty serves none",
+	"dir-listing":           "list directories under --public",
+	"admin-address":         "host:port for the metrics and health endpoints; empty disables them",
+	"log-format":            "log `format`: text or json",
+	"log-level":             "log `level`: debug, info, warn or error",
+	"access-log":            "log one line per HTTP request",
+	"config":                "TOML configuration `file` read before the environment and flags",
+}
+
+// shorthand holds the one-letter forms of the most used flags.
+var shorthand = map[string]string{
+	"config": "c",
+	"port":   "p",
+}
+
+// AddFlags registers one flag per setting on fs, each showing its default
+// from [Default] and a line of help. [Load] reads back only the flags that
+// were set on the command line, so the defaults shown never mask a value from
+// the file or the environment.
+func AddFlags(fs *pflag.FlagSet) {
+	def := reflect.ValueOf(Default())
+	for _, s := range settings {
+		v := &flagValue{v: def.Field(s.index)}
+		f := fs.VarPF(v, s.flag, shorthand[s.flag], usage[s.flag])
+		if s.typ.Kind() == reflect.Bool {
+			f.NoOptDefVal = "true"
+		}
+	}
+}
+
+// flagValue is the pflag.Value of every setting. It parses with the same
+// rules as the environment so a value means the same in both places.
+type flagValue struct {
+	v   reflect.Value
+	set bool
+}
+
+func (f *flagValue) String() string { return format(f.v) }
+
+func (f *flagValue) Type() string { return typeName(f.v.Type()) }
+
+// Set parses s. A list flag given more than once accumulates, as
+// --allowed-origins a --allowed-origins b means "a,b"; its first use
+// replaces the default rather than adding to it.
+func (f *flagValue) Set(s string) error {
+	v, err := parse(f.v.Type(), s)
+	if err != nil {
+		return err
+	}
+	if f.set && v.Kind() == reflect.Slice {
+		v = reflect.AppendSlice(f.v, v)
+	}
+	f.v, f.set = v, true
+	return nil
+}
+
+// flagValues returns the settings set on the command line, by field index.
+func flagValues(fs *pflag.FlagSet) (map[int]reflect.Value, error) {
+	vals := make(map[int]reflect.Value)
+	if fs == nil {
+		return vals, nil
+	}
+	for _, s := range settings {
+		f := fs.Lookup(s.flag)
+		if f == nil || !f.Changed {
+			continue
+		}
+		switch fv := f.Value.(type) {
+		case *flagValue:
+			vals[s.index] = fv.v
+		case pflag.SliceValue:
+			// A caller's own StringSlice flag.
+			if s.typ.Kind() != reflect.Slice {
+				return nil, fmt.Errorf("flag --%s: registered as a list, but %s is not one", s.flag, s.flag)
+			}
+			vals[s.index] = reflect.ValueOf(fv.GetSlice())
+		default:
+			// A flag registered by the caller rather than AddFlags.
+			v, err := parse(s.typ, fv.String())
+			if err != nil {
+				return nil, fmt.Errorf("flag --%s: %w", s.flag,
+					&FieldError{Field: s.flag, Value: fv.String(), Reason: err.Error()})
+			}
+			vals[s.index] = v
+		}
+	}
+	return vals, nil
+}

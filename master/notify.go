@@ -1,0 +1,80 @@
+package master
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// notifier speaks the sd_notify(3) protocol: one datagram of
+// newline-separated KEY=VALUE assignments to the unix socket systemd names in
+// NOTIFY_SOCKET. Its zero value sends nothing, which is what a master started
+// outside systemd wants.
+type notifier struct {
+	addr *net.UnixAddr
+}
+
+// newNotifier reads NOTIFY_SOCKET. A leading '@' names a Linux abstract
+// socket; Go's net package maps it to the leading NUL byte the kernel wants.
+// The variable is left in the master's environment so that a binary upgrade
+// (which keeps the master's pid) can notify too; workers never see it.
+func newNotifier() (notifier, error) {
+	name := os.Getenv("NOTIFY_SOCKET")
+	if name == "" {
+		return notifier{}, nil
+	}
+	if name[0] != '/' && name[0] != '@' {
+		return notifier{}, fmt.Errorf("master: NOTIFY_SOCKET=%q: only unix socket paths and @abstract names are supported", name)
+	}
+	return notifier{addr: &net.UnixAddr{Name: name, Net: "unixgram"}}, nil
+}
+
+// send writes the assignments as one datagram.
+func (n notifier) send(assignments ...string) error {
+	if n.addr == nil {
+		return nil
+	}
+	conn, err := net.DialUnix("unixgram", nil, n.addr)
+	if err != nil {
+		return fmt.Errorf("master: sd_notify: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte(strings.Join(assignments, "\n"))); err != nil {
+		return fmt.Errorf("master: sd_notify: %w", err)
+	}
+	return nil
+}
+
+// ready tells systemd the service is up (again, after a reload).
+func (n notifier) ready(status string) error {
+	return n.send("READY=1", "STATUS="+status)
+}
+
+// reloading tells systemd a reload started. systemd 253's Type=notify-reload
+// requires MONOTONIC_USEC next to it; older versions ignore it.
+func (n notifier) reloading(status string) error {
+	return n.send("RELOADING=1", "MONOTONIC_USEC="+monotonicUsec(), "STATUS="+status)
+}
+
+// stopping tells systemd the service is going down.
+func (n notifier) stopping(status string) error {
+	return n.send("STOPPING=1", "STATUS="+status)
+}
+
+// status updates the one-line status systemctl shows.
+func (n notifier) status(status string) error {
+	return n.send("STATUS=" + status)
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, the clock systemd compares
+// MONOTONIC_USEC with.
+func monotonicUsec() string {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return "0"
+	}
+	return fmt.Sprint(ts.Nano() / 1000)
+}

@@ -1,0 +1,199 @@
+package master
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/wsd-server/wsd/config"
+)
+
+// roll is a rolling replacement of the workers, slot by slot: SIGHUP's reload
+// and the first half of SIGUSR2's binary upgrade.
+type roll struct {
+	upgrade bool
+	cfg     config.Config
+	exe     string
+	n       int   // slots once the roll is over
+	oldN    int   // slots before it
+	i       int   // the slot being replaced
+	next    *proc // the new worker of slot i, until it is ready
+}
+
+func (r *roll) what() string {
+	if r.upgrade {
+		return "binary upgrade"
+	}
+	return "reload"
+}
+
+// requestRoll starts a reload or an upgrade, or queues it behind the one in
+// progress.
+func (m *master) requestRoll(upgrade bool) {
+	switch {
+	case m.stopping:
+		return
+	case m.roll != nil && upgrade:
+		m.pendingUpgrade = true
+		m.log.Info("binary upgrade queued behind the " + m.roll.what() + " in progress")
+	case m.roll != nil:
+		m.pendingReload = true
+		m.log.Info("reload queued behind the " + m.roll.what() + " in progress")
+	default:
+		m.startRoll(upgrade)
+	}
+}
+
+func (m *master) nextRoll() {
+	switch {
+	case m.pendingUpgrade:
+		m.pendingUpgrade, m.pendingReload = false, false
+		m.startRoll(true)
+	case m.pendingReload:
+		m.pendingReload = false
+		m.startRoll(false)
+	}
+}
+
+func (m *master) startRoll(upgrade bool) {
+	r := &roll{upgrade: upgrade, exe: m.self, oldN: len(m.slots)}
+	m.log.Info(r.what()+" started", "workers", len(m.slots))
+	m.sdNotify(m.notify.reloading(r.what()))
+
+	cfg, err := m.load()
+	if err != nil {
+		m.rollFailed(r, err)
+		return
+	}
+	if cfg.Address != m.cfg.Address || cfg.Port != m.cfg.Port {
+		m.rollFailed(r, fmt.Errorf("master: address %s port %d → %s port %d: changing where wsd listens needs a restart",
+			m.cfg.Address, m.cfg.Port, cfg.Address, cfg.Port))
+		return
+	}
+	if upgrade {
+		if r.exe, err = os.Executable(); err != nil {
+			m.rollFailed(r, fmt.Errorf("master: finding the new binary: %w", err))
+			return
+		}
+	}
+	r.cfg, r.n = cfg, processes(cfg)
+	if r.n > len(m.slots) {
+		files, _, err := openSockets(context.Background(), m.ep, r.n-len(m.slots))
+		if err != nil {
+			m.rollFailed(r, err)
+			return
+		}
+		for _, f := range files {
+			m.slots = append(m.slots, &slot{index: len(m.slots), socket: f, cfg: cfg, exe: r.exe})
+		}
+	}
+	m.roll = r
+	m.rollStep()
+}
+
+// load re-reads the configuration.
+func (m *master) load() (config.Config, error) {
+	if m.opts.Load == nil {
+		return m.cfg, nil
+	}
+	cfg, err := m.opts.Load()
+	if err != nil {
+		return cfg, fmt.Errorf("master: reloading the configuration: %w", err)
+	}
+	return cfg, validate(cfg)
+}
+
+// rollStep starts the new worker of the next slot, or finishes the roll.
+func (m *master) rollStep() {
+	r := m.roll
+	if r.i < r.n {
+		s := m.slots[r.i]
+		p, err := m.spawn(s, r.cfg, r.exe)
+		if err != nil {
+			m.abortRoll(err)
+			return
+		}
+		r.next = p
+		return
+	}
+	for len(m.slots) > r.n {
+		m.removeLastSlot()
+	}
+	if r.upgrade && !m.allReady() {
+		// A slot is restarting after a crash; its worker's ready calls
+		// rollStep again, so that the exec hands over only ready workers.
+		return
+	}
+	m.roll = nil
+	m.cfg = r.cfg
+	if r.upgrade {
+		// On success the new binary takes over this very process and
+		// reports READY=1 itself.
+		err := m.execUpgrade(r.exe)
+		m.log.Error("binary upgrade: the new workers serve but the master could not re-execute itself", "binary", r.exe, "err", err)
+		m.sdNotify(m.notify.ready(m.statusLine() + "; binary upgrade of the master failed"))
+		m.nextRoll()
+		return
+	}
+	m.log.Info(r.what()+" complete", "workers", len(m.slots))
+	m.sdNotify(m.notify.ready(m.statusLine()))
+	m.nextRoll()
+}
+
+// promote makes the roll's new worker its slot's worker, stops the old one
+// (which drains: its WebSocket clients get a 1001 close) and moves on.
+func (m *master) promote() {
+	r := m.roll
+	p := r.next
+	s := p.slot
+	old := s.cur
+	s.cur, s.cfg, s.exe = p, r.cfg, r.exe
+	r.next = nil
+	if old != nil {
+		m.stopProc(old)
+	}
+	r.i++
+	m.rollStep()
+}
+
+// abortRoll gives up a roll whose new worker failed. The slots already
+// replaced keep their new worker; the others keep the old one.
+func (m *master) abortRoll(err error) {
+	r := m.roll
+	m.roll = nil
+	if p := r.next; p != nil {
+		if _, alive := m.procs[p]; alive {
+			m.stopProc(p)
+		}
+	}
+	// Slots the roll added and never filled go away again.
+	for len(m.slots) > max(r.oldN, r.i) && m.slots[len(m.slots)-1].cur == nil {
+		m.removeLastSlot()
+	}
+	if p := r.next; p != nil && p.slot.cur == nil && !p.slot.removed {
+		m.scheduleRestart(p.slot, 0) // its old worker died meanwhile
+	}
+	m.rollFailed(r, fmt.Errorf("%w (%d of %d workers replaced)", err, r.i, r.n))
+}
+
+// rollFailed reports a roll that failed, and moves on to the next one.
+func (m *master) rollFailed(r *roll, err error) {
+	m.log.Error(r.what()+" failed; the workers keep running", "err", err)
+	m.sdNotify(m.notify.ready(m.statusLine() + "; last " + r.what() + " failed: " + err.Error()))
+	m.nextRoll()
+}
+
+// removeLastSlot stops the last slot's worker and closes its socket.
+func (m *master) removeLastSlot() {
+	s := m.slots[len(m.slots)-1]
+	m.slots = m.slots[:len(m.slots)-1]
+	s.removed = true
+	if s.cur != nil {
+		m.stopProc(s.cur)
+		s.cur = nil
+	}
+	if s.socket != nil {
+		s.socket.Close()
+		s.socket = nil
+	}
+}

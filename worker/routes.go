@@ -1,0 +1,72 @@
+package worker
+
+import (
+	"bytes"
+
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+	"github.com/wsd-server/wsd/wsext"
+)
+
+var helloWorld = []byte("Hello World!")
+
+func (w *Worker) serveHTTP(ctx *fasthttp.RequestCtx) {
+	ctx.Response.Header.Set("Wsd-Worker", w.pid)
+	path := ctx.Path()
+	switch {
+	case string(path) == "/" && websocket.FastHTTPIsWebSocketUpgrade(ctx):
+		w.upgrade(ctx, wsext.Settings{OnMessage: echo, OnShutdown: w.logShutdown, OnClose: w.logClose})
+	case string(path) == "/broadcast":
+		w.upgrade(ctx, wsext.Settings{OnMessage: w.broadcast, OnShutdown: w.logShutdown, OnClose: w.logClose})
+	case bytes.HasPrefix(path, pubsubPrefix):
+		w.servePubSub(ctx)
+	case bytes.HasPrefix(path, publishPrefix):
+		w.servePublish(ctx)
+	case w.public != nil:
+		w.serveStatic(ctx)
+	case string(path) == "/":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
+			ctx.Error("405 Method Not Allowed\n", fasthttp.StatusMethodNotAllowed)
+			return
+		}
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBody(helloWorld)
+	default:
+		ctx.Error("404 Not Found\n", fasthttp.StatusNotFound)
+	}
+}
+
+// upgrade adds the worker's headers to the 101 and upgrades.
+func (w *Worker) upgrade(ctx *fasthttp.RequestCtx, s wsext.Settings) {
+	ctx.Response.Header.SetCanonical([]byte("Wsd-Connections"), fasthttp.AppendUint(nil, w.ws.Count()))
+	if err := w.ws.Upgrade(ctx, s); err != nil {
+		w.log.Debug("upgrade refused", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(), "err", err)
+		ctx.Response.Header.Set("Wsd-Worker", w.pid)
+	}
+}
+
+// echo is the spec's Quick Example: every message goes back as it came.
+func echo(ws *wsext.Conn, data []byte, isText bool) {
+	ws.Write(data, isText)
+}
+
+// broadcast sends a message to every other /broadcast connection. The
+// message is encoded once; Each runs after OnMessage returns, so the
+// prepared message owns a copy of data.
+func (w *Worker) broadcast(ws *wsext.Conn, data []byte, isText bool) {
+	pm := wsext.NewPreparedMessage(data, isText)
+	w.ws.Each(ws, writePrepared, pm, releasePrepared)
+}
+
+func writePrepared(ws *wsext.Conn, arg any) { ws.WritePrepared(arg.(*wsext.PreparedMessage)) }
+
+func releasePrepared(_ *wsext.Conn, arg any) { arg.(*wsext.PreparedMessage).Release() }
+
+func (w *Worker) logShutdown(ws *wsext.Conn) {
+	w.log.Debug("websocket shutdown", "conn", ws.UUID())
+}
+
+func (w *Worker) logClose(ws *wsext.Conn) {
+	w.log.Debug("websocket closed", "conn", ws.UUID())
+}

@@ -1,0 +1,136 @@
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/wsd-server/wsd/config"
+	"github.com/wsd-server/wsd/wsext"
+)
+
+// Options are what the process around a worker provides.
+type Options struct {
+	// Logger receives the worker's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Ready is called once the worker accepts connections.
+	Ready func()
+	// Engine carries pub/sub messages to other processes; nil keeps them in
+	// this one.
+	Engine wsext.Engine
+}
+
+// Worker serves HTTP and WebSocket for one process.
+type Worker struct {
+	cfg    config.Config
+	opts   Options
+	log    *slog.Logger
+	ws     *wsext.Server
+	http   *fasthttp.Server
+	pid    string
+	public fasthttp.RequestHandler // static files under --public, or nil
+}
+
+// New returns a worker for cfg; cfg must be valid.
+func New(cfg config.Config, opts Options) (*Worker, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	w := &Worker{cfg: cfg, opts: opts, log: opts.Logger, pid: strconv.Itoa(os.Getpid())}
+	w.ws = wsext.NewServer(wsext.Options{
+		MaxBackpressure:      cfg.MaxBackpressure,
+		Compression:          cfg.Compression,
+		CompressionLevel:     cfg.CompressionLevel,
+		CompressionThreshold: cfg.CompressionThreshold,
+		CheckOrigin:          originChecker(cfg.AllowedOrigins),
+		Logger:               opts.Logger,
+		Engine:               opts.Engine,
+	})
+	w.ws.SetMaxMsgSize(cfg.MaxMsgSize)
+	w.ws.SetTimeout(time.Duration(cfg.Timeout) * time.Second)
+	w.http = &fasthttp.Server{
+		Handler:            w.serveHTTP,
+		Name:               "wsd",
+		ReadBufferSize:     cfg.MaxHeaderSize,
+		ReadTimeout:        cfg.HeaderTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		MaxRequestBodySize: cfg.MaxBodySize,
+		Concurrency:        cfg.MaxConns,
+		MaxConnsPerIP:      cfg.MaxConnsPerIP,
+		CloseOnShutdown:    true,
+		NoDefaultDate:      false,
+		Logger:             fasthttpLogger{opts.Logger},
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("worker: tls-cert/tls-key: %w", err)
+		}
+		w.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return w, nil
+}
+
+// WebSocket returns the worker's wsext server.
+func (w *Worker) WebSocket() *wsext.Server { return w.ws }
+
+// Serve accepts connections on ln until Shutdown; it returns nil then.
+func (w *Worker) Serve(ln net.Listener) error {
+	if w.http.TLSConfig != nil {
+		ln = tls.NewListener(ln, w.http.TLSConfig)
+	}
+	if w.opts.Ready != nil {
+		w.opts.Ready()
+	}
+	return w.http.Serve(ln)
+}
+
+// Shutdown stops accepting, lets HTTP requests in flight finish (an upgrade
+// among them becomes a WebSocket), then gives every WebSocket OnShutdown, a
+// close 1001 and OnClose; bounded by ctx. HTTP goes first so that a client
+// whose connection was accepted just before the stop gets its handshake
+// and a clean 1001, not a refusal.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	httpErr := w.http.ShutdownWithContext(ctx)
+	return errors.Join(httpErr, w.ws.Shutdown(ctx))
+}
+
+// Run serves on ln until ctx is cancelled, then stops gracefully within
+// cfg.ShutdownTimeout. It returns nil after a clean stop.
+func Run(ctx context.Context, cfg config.Config, ln net.Listener, opts Options) error {
+	w, err := New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- w.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("worker: serve: %w", err)
+	case <-ctx.Done():
+	}
+	w.log.Info("stopping", "connections", w.ws.Count())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = w.Shutdown(sctx)
+	if serr := <-served; serr != nil {
+		err = errors.Join(err, serr)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("worker: graceful stop passed shutdown-timeout %s: %w", cfg.ShutdownTimeout, err)
+	}
+	return err
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Debug(fmt.Sprintf(format, args...))
+}

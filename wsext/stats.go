@@ -1,0 +1,129 @@
+package wsext
+
+import "sync/atomic"
+
+// counters are a Server's running totals, kept with atomics so that the hot
+// paths pay one uncontended add each.
+type counters struct {
+	upgrades           atomic.Uint64
+	upgradeFailures    [upgradeReasons]atomic.Uint64
+	closed             atomic.Uint64
+	msgsIn, msgsOut    atomic.Uint64
+	bytesIn, bytesOut  atomic.Uint64
+	pingsSent          atomic.Uint64
+	timeouts           atomic.Uint64
+	backpressureCloses atomic.Uint64
+	tooBig             atomic.Uint64
+	closesSent         closeCounter
+	closesReceived     closeCounter
+}
+
+// Upgrade failure reasons, the keys of Stats.UpgradeFailures.
+const (
+	FailBadRequest = iota // malformed handshake: 400
+	FailMethod            // not GET: 405
+	FailVersion           // unsupported version: 426
+	FailOrigin            // origin refused: 403
+	FailShutdown          // server shutting down: 503
+	upgradeReasons
+)
+
+// UpgradeFailureNames names the upgrade failure reasons for metrics labels.
+var UpgradeFailureNames = [upgradeReasons]string{"bad_request", "method", "version", "origin", "shutdown"}
+
+// closeCounter counts close frames by code: 1000-1015 each, then one slot
+// for application codes (3000-4999) and one for frames with no code.
+type closeCounter [18]atomic.Uint64
+
+const (
+	closeSlotApp    = 16
+	closeSlotNoCode = 17
+)
+
+func (cc *closeCounter) add(code int) {
+	switch {
+	case code == 0:
+		cc[closeSlotNoCode].Add(1)
+	case code >= 1000 && code <= 1015:
+		cc[code-1000].Add(1)
+	default:
+		cc[closeSlotApp].Add(1)
+	}
+}
+
+func (cc *closeCounter) snapshot() map[string]uint64 {
+	m := make(map[string]uint64)
+	for i := range cc {
+		n := cc[i].Load()
+		if n == 0 {
+			continue
+		}
+		switch i {
+		case closeSlotApp:
+			m["application"] = n
+		case closeSlotNoCode:
+			m["none"] = n
+		default:
+			m[itoa(1000+i)] = n
+		}
+	}
+	return m
+}
+
+func itoa(n int) string {
+	var b [8]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// Stats is a snapshot of a Server's counters since it was created.
+type Stats struct {
+	Open               int               // connections open now
+	Upgrades           uint64            // successful upgrades
+	UpgradeFailures    map[string]uint64 // failed upgrades by reason (UpgradeFailureNames)
+	Closed             uint64            // connections ended
+	MessagesIn         uint64            // complete messages received
+	MessagesOut        uint64            // messages sent
+	BytesIn            uint64            // bytes read from WebSocket connections, frames included
+	BytesOut           uint64            // bytes of messages sent, frame headers included
+	PingsSent          uint64            // idle pings
+	Timeouts           uint64            // connections closed for not answering a ping
+	BackpressureCloses uint64            // connections closed for reading too slowly
+	TooBig             uint64            // messages over the size limit
+	ClosesSent         map[string]uint64 // close frames sent, by code ("1000", ..., "application", "none")
+	ClosesReceived     map[string]uint64 // close frames received, by code
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() Stats {
+	st := &s.stats
+	fails := make(map[string]uint64)
+	for i := range st.upgradeFailures {
+		if n := st.upgradeFailures[i].Load(); n > 0 {
+			fails[UpgradeFailureNames[i]] = n
+		}
+	}
+	return Stats{
+		Open:               s.Count(),
+		Upgrades:           st.upgrades.Load(),
+		UpgradeFailures:    fails,
+		Closed:             st.closed.Load(),
+		MessagesIn:         st.msgsIn.Load(),
+		MessagesOut:        st.msgsOut.Load(),
+		BytesIn:            st.bytesIn.Load(),
+		BytesOut:           st.bytesOut.Load(),
+		PingsSent:          st.pingsSent.Load(),
+		Timeouts:           st.timeouts.Load(),
+		BackpressureCloses: st.backpressureCloses.Load(),
+		TooBig:             st.tooBig.Load(),
+		ClosesSent:         st.closesSent.snapshot(),
+		ClosesReceived:     st.closesReceived.snapshot(),
+	}
+}
