@@ -51,7 +51,8 @@ type Conn struct {
 
 	peerClosed atomic.Bool // the peer's close frame arrived
 
-	sched atomic.Int32 // poller scheduling: idle, queued/running, running with another event
+	sched    atomic.Int32 // poller scheduling: idle, queued/running, running with another event
+	readable atomic.Bool  // the poller saw bytes (or an end) to read
 
 	timeout  int64        // seconds, fixed when the connection opens
 	lastRecv atomic.Int64 // coarse clock of the last byte received
@@ -160,6 +161,35 @@ func (c *Conn) send(hdr, payload []byte, data bool) error {
 	err := c.sendLocked(hdr, payload, data)
 	c.wmu.Unlock()
 	return err
+}
+
+// sendQueued queues a whole frame for the poller's workers to send.
+func (c *Conn) sendQueued(frame []byte) error {
+	c.wmu.Lock()
+	if c.wclosed || c.closeSent || !c.attached {
+		c.wmu.Unlock()
+		return ErrClosed
+	}
+	if c.fd < 0 {
+		err := c.sendLocked(frame, nil, true)
+		c.wmu.Unlock()
+		return err
+	}
+	before := c.pendingLocked()
+	if before > 0 && before+len(frame) > c.srv.opts.MaxBackpressure {
+		c.backpressureLocked()
+		c.wmu.Unlock()
+		return ErrBackpressure
+	}
+	c.queue(frame)
+	c.sent(true, len(frame))
+	c.wmu.Unlock()
+	if before == 0 {
+		// A non-empty queue is already waiting for a worker or for room
+		// in the socket; either way it will be flushed.
+		c.srv.scheduleFlush(c)
+	}
+	return nil
 }
 
 func (c *Conn) pendingLocked() int { return len(c.out) - c.outHead + c.inflight }

@@ -83,6 +83,9 @@ func (e *engine) poll(epfd int) {
 		}
 		for i := range n {
 			if c := e.table.get(int(events[i].Fd)); c != nil {
+				if events[i].Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					c.readable.Store(true)
+				}
 				e.schedule(c)
 			}
 		}
@@ -156,6 +159,9 @@ func (c *Conn) process(buf []byte) (more bool) {
 		}
 	}
 	c.wmu.Unlock()
+	if !c.readable.Swap(false) {
+		return false // scheduled to flush, or the socket drained: nothing to read
+	}
 	for range 16 {
 		target := c.directTarget()
 		direct := target != nil
@@ -196,6 +202,7 @@ func (c *Conn) process(buf []byte) (more bool) {
 		c.finishLocked() // EOF or a socket error
 		return false
 	}
+	c.readable.Store(true) // bytes remain: the next turn must read
 	return true
 }
 
@@ -284,6 +291,9 @@ func (s *Server) detach(c *Conn) {
 	e.table.set(c.fd, nil)
 	unix.EpollCtl(e.epfds[c.fd%len(e.epfds)], unix.EPOLL_CTL_DEL, c.fd, nil)
 }
+
+// scheduleFlush asks a worker to send a connection's queue.
+func (s *Server) scheduleFlush(c *Conn) { theEngine.schedule(c) }
 
 // armWrite is a no-op: sockets are registered for EPOLLOUT edges from the
 // start, and an edge arrives whenever a full socket drains.

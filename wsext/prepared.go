@@ -51,12 +51,17 @@ func (pm *PreparedMessage) compressed(level int) ([]byte, bool) {
 	return pm.zfr, pm.zok
 }
 
-// WritePrepared writes a prepared message; see Write.
+// WritePrepared writes a prepared message; see Write. Unlike Write it does
+// not make a system call in the caller: the frame is appended to the
+// connection's queue and the poller's workers send it, coalescing every
+// frame queued meanwhile into one write. That makes a broadcast cost a
+// queue append per recipient.
 func (c *Conn) WritePrepared(pm *PreparedMessage) error {
+	frame := pm.frame
 	if c.deflate && len(pm.data) >= c.srv.opts.CompressionThreshold {
 		if fr, ok := pm.compressed(c.srv.opts.CompressionLevel); ok {
-			return c.send(fr, nil, true)
+			frame = fr
 		}
 	}
-	return c.send(pm.frame, nil, true)
+	return c.sendQueued(frame)
 }
