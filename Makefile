@@ -9,7 +9,7 @@ BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= /etc/systemd/system
 CONFDIR ?= /etc/wsd
 
-.PHONY: all build run test vet conformance fuzz bench install clean
+.PHONY: all build run test vet conformance fuzz bench e2e install clean
 
 all: build
 
@@ -26,24 +26,32 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo 'gofmt needed'; exit 1; }
 	$(GO) vet ./...
 
-# make test = vet + every test with the race detector, the conformance
-# suite's summary line, and a short run of each fuzz target.
+# make test = vet + every test with the race detector (a Fuzz function's
+# seeds in testdata/fuzz run as ordinary tests), the conformance suite's
+# summary line, and a short fuzzing run of the parsers that face the network.
 test: vet
 	$(GO) test -race -count=1 -timeout 600s ./...
 	$(GO) run ./cmd/wsd-conformance -self
-	$(MAKE) fuzz FUZZTIME=3s
+	$(MAKE) fuzz FUZZTIME=3s FUZZ_TARGETS="$(FUZZ_WIRE)"
 
 # The RFC 6455 conformance suite against an in-process server, with its table.
 conformance:
 	$(GO) run ./cmd/wsd-conformance -self -v
 
+# The parsers of untrusted bytes: upgrade requests, client frames, UTF-8,
+# the cluster relay's frames. `make fuzz` runs every Fuzz target instead.
+FUZZ_WIRE = ./worker:FuzzUpgrade ./wsext:FuzzFrameReader ./wsext:FuzzUTF8State ./pubsub/cluster:FuzzReadFrame
 FUZZTIME ?= 60s
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+	@targets="$(FUZZ_TARGETS)"; \
+	if [ -z "$$targets" ]; then \
+	  for pkg in $$($(GO) list ./...); do \
+	    for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do targets="$$targets $$pkg:$$f"; done; \
 	  done; \
+	fi; \
+	for t in $$targets; do \
+	  pkg=$${t%%:*}; f=$${t##*:}; echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
 	done
 
 # The standard benchmark set against the raw fasthttp/websocket baseline;
@@ -51,6 +59,10 @@ fuzz:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./wsext | tee bin/gobench.txt
 	./bin/wsd-bench suite --wsd bin/wsd --baseline bin/wsd-baseline --out BENCHMARKS.md
+
+# The chat demo in headless Chromium (e2e/README.md): needs Node.js 20+, npm and /usr/bin/chromium.
+e2e: build
+	cd e2e && npm ci --no-audit --no-fund && WSD_BIN=../bin/wsd node --test chat.test.js
 
 install:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsd ./cmd/wsd

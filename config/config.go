@@ -44,6 +44,10 @@ type Config struct {
 	// ("https://example.com", "https://*.example.com"); empty means same host
 	// only, "*" means any.
 	AllowedOrigins []string `toml:"allowed_origins" flag:"allowed-origins"`
+	// Subprotocols are the WebSocket subprotocols offered, in preference
+	// order: the first one a client also asks for is named in the 101.
+	// Empty names none.
+	Subprotocols []string `toml:"subprotocols" flag:"subprotocols"`
 
 	// MaxHeaderSize is the largest request header block in bytes (431 above).
 	MaxHeaderSize int `toml:"max_header_size" flag:"max-header-size"`

@@ -22,6 +22,7 @@ var usage = map[string]string{
 	"compression-threshold": "smallest outgoing message in `bytes` that is compressed",
 	"max-backpressure":      "most `bytes` queued for one slow reader before its connection is closed",
 	"allowed-origins":       "Origin values a browser upgrade may carry, such as https://example.com or https://*.example.com; * allows any; empty allows the same host only",
+	"subprotocols":          "WebSocket subprotocols to accept, in preference order; the first one a client also offers is chosen",
 	"max-header-size":       "largest request header block in `bytes` (larger gets 431)",
 	"header-timeout":        "time a client has to send a whole request header",
 	"idle-timeout":          "longest a keep-alive HTTP connection may wait between requests",

@@ -98,6 +98,11 @@ func (c Config) Validate() error {
 			bad("allowed-origins", o, "%v", err)
 		}
 	}
+	for _, p := range c.Subprotocols {
+		if !isToken(p) {
+			bad("subprotocols", p, "must be an HTTP token: letters, digits and !#$%%&'*+-.^_`|~")
+		}
+	}
 
 	between("max-header-size", int64(c.MaxHeaderSize), minHeaderSize, maxHeaderSize)
 	if c.HeaderTimeout <= 0 {
@@ -196,6 +201,20 @@ func checkHostPort(hp string) error {
 // originPattern is scheme://host[:port], where host may start with "*." to
 // allow every subdomain.
 var originPattern = regexp.MustCompile(`^([a-z][a-z0-9+.-]*)://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(:[0-9]{1,5})?$`)
+
+// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2), the
+// form RFC 6455 requires of a subprotocol name.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r >= 0x80 || !(unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
+}
 
 func checkOrigin(o string) error {
 	if o == "*" {

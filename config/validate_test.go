@@ -89,6 +89,13 @@ func TestValidate(t *testing.T) {
 			`allowed-origins = "null"`,
 			`allowed-origins = ""`,
 		}},
+		{"subprotocols good", func(c *Config) { c.Subprotocols = []string{"chat.v2", "graphql-transport-ws", "x_y~1"} }, nil},
+		{"subprotocols bad", func(c *Config) { c.Subprotocols = []string{"", "a b", "a,b", "é"} }, []string{
+			`subprotocols = "": must be an HTTP token`,
+			`subprotocols = "a b"`,
+			`subprotocols = "a,b"`,
+			`subprotocols = "é"`,
+		}},
 
 		{"max-header-size bounds", func(c *Config) { c.MaxHeaderSize = 1024 }, nil},
 		{"max-header-size small", func(c *Config) { c.MaxHeaderSize = 1023 }, []string{"max-header-size = 1023: must be between 1024 and 1048576"}},

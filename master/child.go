@@ -94,7 +94,14 @@ func RunWorker(ctx context.Context) error {
 			status.Close()
 		})
 	}
-	err = worker.Run(ctx, cfg, ln, worker.Options{Logger: log, Ready: ready})
+	metrics, closeMetrics := workerMetrics(cfg, spec.RuntimeDir, log)
+	defer closeMetrics()
+	engine, closeEngine, err := pubsubEngine(ctx, cfg, spec.RuntimeDir, log)
+	if err != nil {
+		return err
+	}
+	defer closeEngine()
+	err = worker.Run(ctx, cfg, ln, worker.Options{Logger: log, Ready: ready, Metrics: metrics, Engine: engine})
 	if errors.Is(context.Cause(ctx), errMasterGone) {
 		log.Warn("master gone: stopped serving")
 	}

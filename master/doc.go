@@ -107,6 +107,26 @@
 // between the old master and the new worker binary for the upgrade's first
 // half.
 //
+// # Pub/sub relay
+//
+// With more than one worker and no --redis, the workers' pub/sub goes
+// through the master (package pubsub/cluster): the master listens on
+// pubsub.sock in its runtime directory, and each worker keeps one
+// connection to it, on which it sends the channels it subscribes to and
+// what it publishes; the master writes each publish to every other worker
+// subscribed to its channel. A hub in the master rather than a mesh
+// between workers because the master is the one process that outlives
+// them all: a worker that restarts needs one socket to find, not its
+// siblings' (which change on every restart and reload), and each worker
+// needs one connection, not one per sibling, which also keeps one
+// worker's messages in order. The cost is one extra hop through the
+// master, which does not parse messages, only copies them. The relay runs
+// whatever the configuration, since a reload may change the number of
+// processes. On a binary upgrade the re-executed master listens again on
+// the same path, and the workers reconnect (with backoff up to a second)
+// and subscribe again; publishes during that gap fail. With --redis every
+// worker talks to Redis instead (package pubsub/redis).
+//
 // # systemd
 //
 // With NOTIFY_SOCKET set the master speaks sd_notify(3): READY=1 once every

@@ -119,6 +119,15 @@ func Run(ctx context.Context, opts Options) error {
 		signal.Notify(sigs, unix.SIGCHLD)
 	}
 	defer signal.Stop(sigs)
+	if err := m.startAdmin(); err != nil {
+		return err
+	}
+	defer m.stopAdmin()
+	relay, err := startRelay(m.runtimeDir, m.log)
+	if err != nil {
+		return err
+	}
+	defer relay.Close()
 	n, err := newNotifier()
 	if err != nil {
 		return err
@@ -193,6 +202,8 @@ type master struct {
 	fail     error
 
 	runtimeDir string // private directory for the daemon's unix sockets
+
+	admin adminState // metrics and health, see admin.go
 }
 
 // slot is one listening socket and the worker serving it.
@@ -275,6 +286,7 @@ func (m *master) run(ctx context.Context, sigs <-chan os.Signal) error {
 
 	ctxDone := ctx.Done()
 	for !m.stopping || len(m.procs) > 0 {
+		m.publishAdmin()
 		select {
 		case <-ctxDone:
 			ctxDone = nil
@@ -307,8 +319,10 @@ func (m *master) signal(sig unix.Signal) {
 	case unix.SIGQUIT:
 		m.kill(sig)
 	case unix.SIGHUP:
+		m.admin.reloads.WithLabelValues("reload").Inc()
 		m.requestRoll(false)
 	case unix.SIGUSR2:
+		m.admin.reloads.WithLabelValues("upgrade").Inc()
 		m.requestRoll(true)
 	case unix.SIGCHLD:
 		m.reapOrphans()
@@ -381,6 +395,7 @@ func (m *master) statusLine() string {
 func (m *master) exited(p *proc, state *os.ProcessState, err error) {
 	delete(m.procs, p)
 	p.release()
+	m.forgetWorker(p)
 	how := describeExit(state, err)
 	if m.stopping || p.stopping {
 		m.log.Info("worker stopped", "worker", p.pid, "slot", p.slotIndex(), "status", how)
@@ -447,6 +462,7 @@ func (m *master) restart(s *slot) {
 		return
 	}
 	s.cur = p
+	m.admin.restarts.Inc()
 }
 
 // stop begins a graceful stop: every worker gets SIGTERM and drains its

@@ -1,18 +1,160 @@
 package worker
 
-import "github.com/valyala/fasthttp"
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"unicode/utf8"
 
+	"github.com/valyala/fasthttp"
+	"github.com/wsd-server/wsd/wsext"
+)
+
+// The pub/sub endpoints:
+//
+//	/pubsub/{channel}   WebSocket: subscribes on open; each message from
+//	                    the client is published on the channel, to every
+//	                    other subscriber (to the sender too with
+//	                    --pubsub-echo)
+//	POST /publish/{channel}
+//	                    the body is published on the channel: 204 on
+//	                    success; 400 bad channel name; 401 without the
+//	                    --publish-token bearer token; 405 not a POST; 503
+//	                    when the engine cannot take the message
+//
+// A channel name is 1 to 128 bytes of A-Z a-z 0-9 _ . : - (so it never
+// needs escaping in a URL, a log line or a Redis channel).
 var (
 	pubsubPrefix  = []byte("/pubsub/")
 	publishPrefix = []byte("/publish/")
 )
 
-// servePubSub will upgrade /pubsub/{channel}; pub/sub is not served yet.
-func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
-	ctx.Error("404 Not Found\n", fasthttp.StatusNotFound)
+// maxChannelLen is the longest channel name the endpoints accept.
+const maxChannelLen = 128
+
+// closeTryAgainLater (1013, IANA's "Try Again Later") closes a /pubsub
+// client whose message could not be published.
+const closeTryAgainLater = 1013
+
+var errChannelChars = errors.New("a channel name may only hold the characters A-Z a-z 0-9 _ . : -")
+
+// checkChannel says what is wrong with a channel name, if anything.
+func checkChannel(name []byte) error {
+	if len(name) == 0 || len(name) > maxChannelLen {
+		return fmt.Errorf("a channel name is 1 to %d bytes, not %d", maxChannelLen, len(name))
+	}
+	for _, c := range name {
+		if !channelByte[c] {
+			return errChannelChars
+		}
+	}
+	return nil
 }
 
-// servePublish will take POST /publish/{channel}; pub/sub is not served yet.
+var channelByte = func() (t [256]bool) {
+	for c := range t {
+		b := byte(c)
+		t[c] = 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' ||
+			b == '_' || b == '.' || b == ':' || b == '-'
+	}
+	return t
+}()
+
+// channelOf returns the channel named by the path after prefix, or writes a
+// 400 and returns false.
+func channelOf(ctx *fasthttp.RequestCtx, prefix []byte) (string, bool) {
+	name := ctx.Path()[len(prefix):]
+	if err := checkChannel(name); err != nil {
+		ctx.Error("400 Bad Request: "+err.Error()+"\n", fasthttp.StatusBadRequest)
+		return "", false
+	}
+	return string(name), true
+}
+
+// servePubSub upgrades /pubsub/{channel}.
+func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
+	channel, ok := channelOf(ctx, pubsubPrefix)
+	if !ok {
+		return
+	}
+	echo := w.cfg.PubSubEcho
+	w.upgrade(ctx, wsext.Settings{
+		OnOpen: func(ws *wsext.Conn) {
+			if err := w.ws.Subscribe(ws, channel); err != nil {
+				w.log.Error("pub/sub: subscribing", "channel", channel, "conn", ws.UUID(), "err", err)
+				ws.CloseWithCode(wsext.CloseInternalError, "pub/sub unavailable")
+			}
+		},
+		OnMessage: func(ws *wsext.Conn, data []byte, isText bool) {
+			var err error
+			if echo {
+				err = w.ws.Publish(channel, data, isText)
+			} else {
+				err = ws.Publish(channel, data, isText)
+			}
+			if err != nil {
+				// The other processes did not get the message: the
+				// client hears of it, and may reconnect and send again.
+				w.log.Warn("pub/sub: publish failed", "channel", channel, "conn", ws.UUID(), "err", err)
+				ws.CloseWithCode(closeTryAgainLater, "publish failed; try again later")
+			}
+		},
+		OnShutdown: w.logShutdown,
+		OnClose:    w.logClose,
+	})
+}
+
+// servePublish takes POST /publish/{channel}. The body is published as a
+// text message when it is valid UTF-8, else as binary; Content-Type
+// application/octet-stream makes it binary whatever it holds.
 func (w *Worker) servePublish(ctx *fasthttp.RequestCtx) {
-	ctx.Error("404 Not Found\n", fasthttp.StatusNotFound)
+	if !ctx.IsPost() {
+		// ctx.Error resets the headers: it comes first.
+		ctx.Error("405 Method Not Allowed: publish with POST\n", fasthttp.StatusMethodNotAllowed)
+		ctx.Response.Header.Set("Allow", "POST")
+		return
+	}
+	if w.cfg.PublishToken != "" {
+		if err := checkBearer(ctx.Request.Header.Peek("Authorization"), w.cfg.PublishToken); err != nil {
+			// RFC 6750: no error code when no credentials were sent.
+			challenge := `Bearer realm="wsd"`
+			if len(ctx.Request.Header.Peek("Authorization")) > 0 {
+				challenge += `, error="invalid_token"`
+			}
+			ctx.Error("401 Unauthorized: "+err.Error()+"\n", fasthttp.StatusUnauthorized)
+			ctx.Response.Header.Set("WWW-Authenticate", challenge)
+			return
+		}
+	}
+	channel, ok := channelOf(ctx, publishPrefix)
+	if !ok {
+		return
+	}
+	body := ctx.PostBody()
+	isText := !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("application/octet-stream")) && utf8.Valid(body)
+	if err := w.ws.Publish(channel, body, isText); err != nil {
+		w.log.Warn("pub/sub: POST /publish failed", "channel", channel, "err", err)
+		ctx.Error("503 Service Unavailable: "+err.Error()+"\n", fasthttp.StatusServiceUnavailable)
+		ctx.Response.Header.Set("Retry-After", "1")
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
+// checkBearer checks an Authorization header against the token. Both sides
+// are hashed first so that the comparison takes the same time whatever the
+// lengths.
+func checkBearer(header []byte, token string) error {
+	scheme, cred, _ := bytes.Cut(header, []byte(" "))
+	if len(header) == 0 || !bytes.EqualFold(scheme, []byte("Bearer")) {
+		return errors.New("publishing needs an Authorization: Bearer <token> header")
+	}
+	got := sha256.Sum256(bytes.TrimSpace(cred))
+	want := sha256.Sum256([]byte(token))
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		return errors.New("wrong bearer token")
+	}
+	return nil
 }

@@ -11,13 +11,14 @@ import (
 var helloWorld = []byte("Hello World!")
 
 func (w *Worker) serveHTTP(ctx *fasthttp.RequestCtx) {
-	ctx.Response.Header.Set("Wsd-Worker", w.pid)
+	// Set last: ctx.Error, used by several routes, resets the headers.
+	defer ctx.Response.Header.Set("Wsd-Worker", w.pid)
 	path := ctx.Path()
 	switch {
 	case string(path) == "/" && websocket.FastHTTPIsWebSocketUpgrade(ctx):
 		w.upgrade(ctx, wsext.Settings{OnMessage: echo, OnShutdown: w.logShutdown, OnClose: w.logClose})
 	case string(path) == "/broadcast":
-		w.upgrade(ctx, wsext.Settings{OnMessage: w.broadcast, OnShutdown: w.logShutdown, OnClose: w.logClose})
+		w.upgrade(ctx, wsext.Settings{OnMessage: w.broadcast, OnShutdown: w.logShutdown, OnClose: w.logClose, UData: broadcastMember})
 	case bytes.HasPrefix(path, pubsubPrefix):
 		w.servePubSub(ctx)
 	case bytes.HasPrefix(path, publishPrefix):
@@ -26,8 +27,8 @@ func (w *Worker) serveHTTP(ctx *fasthttp.RequestCtx) {
 		w.serveStatic(ctx)
 	case string(path) == "/":
 		if !ctx.IsGet() && !ctx.IsHead() {
-			ctx.Response.Header.Set("Allow", "GET, HEAD")
 			ctx.Error("405 Method Not Allowed\n", fasthttp.StatusMethodNotAllowed)
+			ctx.Response.Header.Set("Allow", "GET, HEAD")
 			return
 		}
 		ctx.SetContentType("text/plain; charset=utf-8")
@@ -40,7 +41,7 @@ func (w *Worker) serveHTTP(ctx *fasthttp.RequestCtx) {
 // upgrade adds the worker's headers to the 101 and upgrades.
 func (w *Worker) upgrade(ctx *fasthttp.RequestCtx, s wsext.Settings) {
 	ctx.Response.Header.SetCanonical([]byte("Wsd-Connections"), fasthttp.AppendUint(nil, w.ws.Count()))
-	if err := w.ws.Upgrade(ctx, s); err != nil {
+	if err := w.ws.Upgrade(ctx, w.limit.track(ctx, s)); err != nil {
 		w.log.Debug("upgrade refused", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(), "err", err)
 		ctx.Response.Header.Set("Wsd-Worker", w.pid)
 	}
@@ -59,7 +60,16 @@ func (w *Worker) broadcast(ws *wsext.Conn, data []byte, isText bool) {
 	w.ws.Each(ws, writePrepared, pm, releasePrepared)
 }
 
-func writePrepared(ws *wsext.Conn, arg any) { ws.WritePrepared(arg.(*wsext.PreparedMessage)) }
+// broadcastMember is the user data of /broadcast connections: Each visits
+// every connection of the worker, echo ones included, and only these may
+// receive a broadcast.
+var broadcastMember = new(byte)
+
+func writePrepared(ws *wsext.Conn, arg any) {
+	if ws.UData() == broadcastMember {
+		ws.WritePrepared(arg.(*wsext.PreparedMessage))
+	}
+}
 
 func releasePrepared(_ *wsext.Conn, arg any) { arg.(*wsext.PreparedMessage).Release() }
 

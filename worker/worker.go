@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"github.com/wsd-server/wsd/config"
 	"github.com/wsd-server/wsd/wsext"
@@ -25,6 +26,9 @@ type Options struct {
 	// Engine carries pub/sub messages to other processes; nil keeps them in
 	// this one.
 	Engine wsext.Engine
+	// Metrics, when set, gets the worker's Prometheus collector (WebSocket
+	// and HTTP figures, see metrics.go); nil leaves requests uncounted.
+	Metrics prometheus.Registerer
 }
 
 // Worker serves HTTP and WebSocket for one process.
@@ -36,6 +40,7 @@ type Worker struct {
 	http   *fasthttp.Server
 	pid    string
 	public fasthttp.RequestHandler // static files under --public, or nil
+	limit  *connLimiter            // --max-conns and --max-conns-per-ip, see limits.go
 }
 
 // New returns a worker for cfg; cfg must be valid.
@@ -50,11 +55,17 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 		CompressionLevel:     cfg.CompressionLevel,
 		CompressionThreshold: cfg.CompressionThreshold,
 		CheckOrigin:          originChecker(cfg.AllowedOrigins),
+		Subprotocols:         cfg.Subprotocols,
 		Logger:               opts.Logger,
 		Engine:               opts.Engine,
 	})
 	w.ws.SetMaxMsgSize(cfg.MaxMsgSize)
 	w.ws.SetTimeout(time.Duration(cfg.Timeout) * time.Second)
+	// CloseOnShutdown stays off: with it, fasthttp answers an upgrade under
+	// way at a stop with "Connection: close" in place of "Connection:
+	// Upgrade" and never hands the connection over, a broken 101 instead of
+	// the 1001 Shutdown promises. Shutdown closes idle keep-alive
+	// connections anyway.
 	w.http = &fasthttp.Server{
 		Handler:            w.serveHTTP,
 		Name:               "wsd",
@@ -63,17 +74,39 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 		IdleTimeout:        cfg.IdleTimeout,
 		MaxRequestBodySize: cfg.MaxBodySize,
 		Concurrency:        cfg.MaxConns,
-		MaxConnsPerIP:      cfg.MaxConnsPerIP,
-		CloseOnShutdown:    true,
+		ErrorHandler:       w.httpError,
 		NoDefaultDate:      false,
 		Logger:             fasthttpLogger{opts.Logger},
 	}
+	// The connection limits are w.limit's, not fasthttp's MaxConnsPerIP:
+	// fasthttp stops counting a connection once it is upgraded.
+	w.limit = newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP, cfg.TLSCert != "", w.pid, opts.Logger)
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
 			return nil, fmt.Errorf("worker: tls-cert/tls-key: %w", err)
 		}
 		w.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.Public != "" {
+		h, err := newStatic(cfg.Public, cfg.DirListing)
+		if err != nil {
+			return nil, err
+		}
+		w.public = h
+	}
+	if opts.Metrics != nil {
+		m := newMetrics(w.ws, w.http, w.limit.Refused)
+		if err := opts.Metrics.Register(m); err != nil {
+			return nil, fmt.Errorf("worker: metrics: %w", err)
+		}
+		w.http.Handler = m.countRequests(w.http.Handler)
+		if w.http.ErrorHandler != nil {
+			w.http.ErrorHandler = m.countErrors(w.http.ErrorHandler)
+		}
+	}
+	if cfg.AccessLog {
+		w.http.Handler = w.logAccess(w.http.Handler)
 	}
 	return w, nil
 }
@@ -83,6 +116,7 @@ func (w *Worker) WebSocket() *wsext.Server { return w.ws }
 
 // Serve accepts connections on ln until Shutdown; it returns nil then.
 func (w *Worker) Serve(ln net.Listener) error {
+	ln = w.limit.listen(ln)
 	if w.http.TLSConfig != nil {
 		ln = tls.NewListener(ln, w.http.TLSConfig)
 	}

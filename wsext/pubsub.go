@@ -1,16 +1,38 @@
 package wsext
 
 import (
+	"fmt"
 	"sync"
+	"unicode/utf8"
 )
 
-// Engine carries published messages between processes (and hosts). A
-// Server delivers a publish to its own subscribers itself; the engine only
-// forwards it to the other processes and hands their publishes back through
-// the deliver function given to Start. Delivery is at most once.
+// Engine carries published messages between processes (and hosts); the
+// packages under pubsub/ in this module provide one for the workers of a
+// wsd master and one for Redis. With no Engine (Options.Engine nil),
+// messages stay in the process: the in-process engine.
+//
+// A Server delivers a publish to its own subscribers itself, at once; the
+// engine only forwards it to the other processes and hands their publishes
+// back through the deliver function given to Start. An engine must
+// therefore never deliver a process's own publishes back to it.
+//
+// An engine serves one Server. Its contract:
+//
+//   - Delivery is at most once: a message that cannot be forwarded is lost,
+//     and Publish says so with an error when it knows.
+//   - Order: the messages one process publishes on one channel, one after
+//     the other, reach every other process in that order.
+//   - Subscribe and Unsubscribe are idempotent and keep the engine's
+//     subscriptions across its own reconnections; a subscription takes
+//     effect once the engine's peer (the master, Redis) has seen it.
+//   - Publish, Subscribe and Unsubscribe are called from any goroutine and
+//     must not keep data after they return.
 type Engine interface {
 	// Start begins receiving; deliver is called for every message another
-	// process published on a channel this process subscribes to.
+	// process published on a channel this process subscribes to. deliver
+	// does not keep data after it returns; calls for one channel must not
+	// overlap if they are to stay in order. The Server calls Start once,
+	// before its first Publish or Subscribe reaches the engine.
 	Start(deliver func(channel string, data []byte, isText bool)) error
 	// Publish forwards a message to the other processes.
 	Publish(channel string, data []byte, isText bool) error
@@ -18,52 +40,110 @@ type Engine interface {
 	// channel, Unsubscribe when it loses its last.
 	Subscribe(channel string) error
 	Unsubscribe(channel string) error
-	// Close stops the engine.
+	// Close stops the engine. The Server never calls it: the engine's
+	// owner does, after the Server's Shutdown.
 	Close() error
 }
 
 // pubsub is a Server's channel table: which connections of this process
-// subscribe to which channel.
+// subscribe to which channel, and which channels the engine subscribes.
 type pubsub struct {
 	srv      *Server
 	mu       sync.RWMutex
 	channels map[string]map[*Conn]struct{}
+	// remote holds the channels the engine subscribes; it is written
+	// under both engMu and mu, so either lock is enough to read it.
+	remote map[string]bool
+
+	// engMu serialises the calls that change the engine's subscriptions,
+	// so that concurrent first and last subscribers of a channel cannot
+	// leave the engine out of step with the table.
+	engMu     sync.Mutex
+	startOnce sync.Once
+	startErr  error
 }
 
 func (p *pubsub) init(s *Server) {
 	p.srv = s
 	p.channels = make(map[string]map[*Conn]struct{})
+	p.remote = make(map[string]bool)
 }
 
-// Subscribe adds ws to channel's subscribers; it is a no-op if ws already
-// subscribes. The subscription ends with the connection.
+// engine returns the Server's engine, started, or nil when there is none.
+func (p *pubsub) engine() (Engine, error) {
+	e := p.srv.opts.Engine
+	if e == nil {
+		return nil, nil
+	}
+	// Starting on first use rather than in NewServer lets NewServer stay
+	// infallible, and nothing can arrive for a process that has neither
+	// subscribed nor published.
+	p.startOnce.Do(func() {
+		if err := e.Start(p.srv.deliverLocal); err != nil {
+			p.startErr = fmt.Errorf("wsext: starting the pub/sub engine: %w", err)
+		}
+	})
+	return e, p.startErr
+}
+
+// Subscribe subscribes ws to channel on the Default server (or on ws's own
+// server, if another). See Server.Subscribe.
+func Subscribe(ws *Conn, channel string) error { return ws.srv.Subscribe(ws, channel) }
+
+// Unsubscribe ends ws's subscription to channel. See Server.Unsubscribe.
+func Unsubscribe(ws *Conn, channel string) error { return ws.srv.Unsubscribe(ws, channel) }
+
+// Publish publishes a message on the Default server. See Server.Publish.
+func Publish(channel string, data []byte, isText bool) error {
+	return Default.Publish(channel, data, isText)
+}
+
+// Subscribe adds ws to channel's subscribers: every message published on
+// channel, in this process or (through the Engine) in another, is written
+// to ws. It is a no-op if ws already subscribes. The subscription ends with
+// the connection, or with Unsubscribe. Any string is a channel name.
+//
+// Subscribing is immediate in this process. Through an Engine it takes
+// effect once the engine's peer has seen it, a round trip later; messages
+// published elsewhere before then do not reach ws. An engine error is
+// returned; ws then subscribes in this process only.
 func (s *Server) Subscribe(ws *Conn, channel string) error {
+	if ws.srv != s {
+		return fmt.Errorf("wsext: Subscribe: %v belongs to another server", ws)
+	}
 	if ws.state.Load() == stateClosed || !ws.attached {
 		return ErrClosed
 	}
 	p := &s.pubsub
 	p.mu.Lock()
 	subs := p.channels[channel]
-	first := subs == nil
-	if first {
+	if subs == nil {
 		subs = make(map[*Conn]struct{})
 		p.channels[channel] = subs
 	}
 	_, already := subs[ws]
 	subs[ws] = struct{}{}
+	needEngine := s.opts.Engine != nil && !p.remote[channel]
 	p.mu.Unlock()
 	if !already {
 		ws.udataMu.Lock()
 		ws.subs = append(ws.subs, channel)
 		ws.udataMu.Unlock()
+		// A connection that closed meanwhile may have dropped its
+		// subscriptions before this one was listed: drop it here.
+		if ws.state.Load() == stateClosed {
+			s.Unsubscribe(ws, channel)
+			return ErrClosed
+		}
 	}
-	if first && s.opts.Engine != nil {
-		return s.opts.Engine.Subscribe(channel)
+	if needEngine {
+		return p.syncEngine(channel)
 	}
 	return nil
 }
 
-// Unsubscribe removes ws from channel's subscribers.
+// Unsubscribe removes ws from channel's subscribers; it is a no-op if ws
+// does not subscribe. An engine error is returned after the local removal.
 func (s *Server) Unsubscribe(ws *Conn, channel string) error {
 	ws.udataMu.Lock()
 	for i, ch := range ws.subs {
@@ -78,19 +158,74 @@ func (s *Server) Unsubscribe(ws *Conn, channel string) error {
 
 func (p *pubsub) remove(ws *Conn, channel string) error {
 	p.mu.Lock()
-	subs := p.channels[channel]
+	subs, ok := p.channels[channel]
+	if !ok {
+		p.mu.Unlock()
+		return nil
+	}
 	delete(subs, ws)
-	last := subs != nil && len(subs) == 0
+	last := len(subs) == 0
 	if last {
 		delete(p.channels, channel)
 	}
 	p.mu.Unlock()
 	if last && p.srv.opts.Engine != nil {
-		return p.srv.opts.Engine.Unsubscribe(channel)
+		return p.syncEngine(channel)
 	}
 	return nil
 }
 
+// syncEngine brings the engine's subscription to channel in line with the
+// table. It rereads the table after every engine call, so whichever of two
+// racing first and last subscribers calls last leaves the engine right.
+func (p *pubsub) syncEngine(channel string) error {
+	e, err := p.engine()
+	if err != nil {
+		return err
+	}
+	p.engMu.Lock()
+	defer p.engMu.Unlock()
+	for {
+		p.mu.RLock()
+		want := len(p.channels[channel]) > 0
+		have := p.remote[channel]
+		p.mu.RUnlock()
+		if want == have {
+			return nil
+		}
+		if want {
+			err = e.Subscribe(channel)
+		} else {
+			err = e.Unsubscribe(channel)
+		}
+		if err != nil {
+			if want {
+				return fmt.Errorf("wsext: subscribing to %q through the engine: %w", channel, err)
+			}
+			// The engine may still forward the channel; deliverLocal finds
+			// no subscriber and drops what comes.
+			p.srv.log.Warn("wsext: unsubscribing through the engine", "channel", channel, "err", err)
+			return fmt.Errorf("wsext: unsubscribing from %q through the engine: %w", channel, err)
+		}
+		p.mu.Lock()
+		if want {
+			p.remote[channel] = true
+		} else {
+			delete(p.remote, channel)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// Subscribers returns the number of connections of this process that
+// subscribe to channel.
+func (s *Server) Subscribers(channel string) int {
+	s.pubsub.mu.RLock()
+	defer s.pubsub.mu.RUnlock()
+	return len(s.pubsub.channels[channel])
+}
+
+// dropAll ends every subscription of a closed connection.
 func (p *pubsub) dropAll(ws *Conn) {
 	ws.udataMu.Lock()
 	subs := ws.subs
@@ -101,31 +236,70 @@ func (p *pubsub) dropAll(ws *Conn) {
 	}
 }
 
-// Publish sends a message to every subscriber of channel: here at once, and
-// through the Engine to every other process. The frame is encoded once for
-// all local subscribers. An engine failure is returned after local delivery.
+// Publish sends a message to every subscriber of channel: to those of this
+// process at once, with the frame encoded once for all of them, then
+// through the Engine to every other process. A text message must be valid
+// UTF-8 (else ErrInvalidUTF8 and nothing is sent). An engine failure is
+// returned after the local delivery: the other processes did not get the
+// message, and will not later.
+//
+// The messages of one publisher (one goroutine, or callbacks of one
+// connection) on one channel reach every subscriber in publish order. A
+// subscriber too slow to take them is closed by the MaxBackpressure limit
+// like any other, so no subscriber delays the others.
 func (s *Server) Publish(channel string, data []byte, isText bool) error {
-	s.deliverLocal(channel, data, isText)
-	if s.opts.Engine != nil {
-		return s.opts.Engine.Publish(channel, data, isText)
+	return s.publish(nil, channel, data, isText)
+}
+
+// Publish publishes a message like Server.Publish, to every subscriber of
+// channel except c itself, whether or not c subscribes.
+func (c *Conn) Publish(channel string, data []byte, isText bool) error {
+	return c.srv.publish(c, channel, data, isText)
+}
+
+func (s *Server) publish(except *Conn, channel string, data []byte, isText bool) error {
+	if isText && !utf8.Valid(data) {
+		return ErrInvalidUTF8
+	}
+	s.deliver(except, channel, data, isText)
+	e, err := s.pubsub.engine()
+	if e == nil || err != nil {
+		return err
+	}
+	if err := e.Publish(channel, data, isText); err != nil {
+		return fmt.Errorf("wsext: publishing on %q through the engine: %w", channel, err)
 	}
 	return nil
 }
 
-// DeliverLocal sends a message to this process's subscribers of channel
-// only; engines call it (through the function given to Engine.Start).
+// deliverLocal sends a message to this process's subscribers of channel
+// only; it is the deliver function given to Engine.Start.
 func (s *Server) deliverLocal(channel string, data []byte, isText bool) {
+	s.deliver(nil, channel, data, isText)
+}
+
+func (s *Server) deliver(except *Conn, channel string, data []byte, isText bool) {
 	p := &s.pubsub
 	p.mu.RLock()
 	subs := p.channels[channel]
-	if len(subs) == 0 {
+	if len(subs) == 0 || len(subs) == 1 && except != nil && hasConn(subs, except) {
 		p.mu.RUnlock()
 		return
 	}
+	// A write that hits the backpressure limit closes its connection on
+	// another goroutine (Conn.abort), which then takes mu to drop its
+	// subscriptions: no deadlock with the read lock held here.
 	pm := NewPreparedMessage(data, isText)
 	for c := range subs {
-		c.WritePrepared(pm)
+		if c != except {
+			c.WritePrepared(pm)
+		}
 	}
 	p.mu.RUnlock()
 	pm.Release()
+}
+
+func hasConn(subs map[*Conn]struct{}, c *Conn) bool {
+	_, ok := subs[c]
+	return ok
 }

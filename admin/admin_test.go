@@ -1,0 +1,322 @@
+package admin
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// shortDir returns a fresh directory with a path short enough for unix
+// sockets (t.TempDir's can pass the 108-byte limit).
+func shortDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "wsda")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// fakeWorker serves a registry with one counter at value on a real unix
+// socket, as a worker process does.
+func fakeWorker(t testing.TB, dir string, pid int, value float64) Target {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsd_test_messages_total", Help: "Test messages."}, []string{"direction"})
+	c.WithLabelValues("in").Add(value)
+	reg.MustRegister(c)
+	path := SocketPath(dir, pid)
+	e, err := ServeEndpoint(path, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return Target{PID: pid, Socket: path}
+}
+
+// serve runs s on 127.0.0.1 and returns its base URL.
+func serve(t testing.TB, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// parse reads a text exposition.
+func parse(t testing.TB, text string) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("parsing the exposition: %v\n%s", err, text)
+	}
+	return fams
+}
+
+// value finds the sample of fam whose labels include labels.
+func value(fam *dto.MetricFamily, labels map[string]string) (float64, bool) {
+	if fam == nil {
+		return 0, false
+	}
+next:
+	for _, m := range fam.Metric {
+		for k, v := range labels {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == k && l.GetValue() == v {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Untyped != nil:
+			return m.Untyped.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func TestServerMetrics(t *testing.T) {
+	dir := shortDir(t)
+	targets := []Target{
+		fakeWorker(t, dir, 101, 3),
+		fakeWorker(t, dir, 102, 4),
+		{PID: 103, Socket: SocketPath(dir, 103)}, // no endpoint: a worker gone
+	}
+	master := prometheus.NewRegistry()
+	restarts := prometheus.NewCounter(prometheus.CounterOpts{Name: "wsd_worker_restarts_total", Help: "Restarts."})
+	restarts.Add(2)
+	master.MustRegister(restarts)
+	url := serve(t, New(Options{
+		Gatherer: master,
+		Workers:  func() []Target { return targets },
+		Logger:   discardLogger(),
+	}))
+
+	status, text := get(t, url+"/metrics")
+	if status != 200 {
+		t.Fatalf("status %d: %s", status, text)
+	}
+	fams := parse(t, text)
+	tests := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+		absent bool
+	}{
+		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "101", "direction": "in"}, want: 3},
+		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "102", "direction": "in"}, want: 4},
+		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "103"}, absent: true},
+		{name: "wsd_worker_up", labels: map[string]string{"worker": "101"}, want: 1},
+		{name: "wsd_worker_up", labels: map[string]string{"worker": "102"}, want: 1},
+		{name: "wsd_worker_up", labels: map[string]string{"worker": "103"}, want: 0},
+		{name: "wsd_worker_restarts_total", want: 2},
+	}
+	for _, tt := range tests {
+		got, ok := value(fams[tt.name], tt.labels)
+		switch {
+		case tt.absent && ok:
+			t.Errorf("%s%v = %v, want none", tt.name, tt.labels, got)
+		case !tt.absent && (!ok || got != tt.want):
+			t.Errorf("%s%v = %v (found %v), want %v", tt.name, tt.labels, got, ok, tt.want)
+		}
+	}
+	if n := len(fams["wsd_test_messages_total"].GetMetric()); n != 2 {
+		t.Errorf("%d wsd_test_messages_total samples, want one per reachable worker", n)
+	}
+}
+
+// TestServerOpenMetrics checks that a scraper asking for OpenMetrics (as
+// Prometheus does) gets it.
+func TestServerOpenMetrics(t *testing.T) {
+	dir := shortDir(t)
+	targets := []Target{fakeWorker(t, dir, 7, 1)}
+	url := serve(t, New(Options{Workers: func() []Target { return targets }}))
+	req, _ := http.NewRequest("GET", url+"/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		t.Errorf("Content-Type %q", ct)
+	}
+	if !bytes.Contains(b, []byte(`wsd_test_messages_total{direction="in",worker="7"} 1`)) || !bytes.HasSuffix(b, []byte("# EOF\n")) {
+		t.Errorf("OpenMetrics exposition:\n%s", b)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	var notReady atomic.Pointer[error]
+	starting := errors.New("slot 1 has no worker serving")
+	notReady.Store(&starting)
+	url := serve(t, New(Options{Ready: func() error { return *notReady.Load() }}))
+
+	if status, body := get(t, url+"/healthz"); status != 200 || body != "ok\n" {
+		t.Errorf("/healthz: %d %q", status, body)
+	}
+	if status, body := get(t, url+"/readyz"); status != 503 || !strings.Contains(body, "slot 1 has no worker serving") {
+		t.Errorf("/readyz while starting: %d %q", status, body)
+	}
+	var none error
+	notReady.Store(&none)
+	if status, body := get(t, url+"/readyz"); status != 200 || body != "ready\n" {
+		t.Errorf("/readyz when ready: %d %q", status, body)
+	}
+	if status, _ := get(t, url+"/nope"); status != 404 {
+		t.Errorf("/nope: %d", status)
+	}
+	resp, err := http.Post(url+"/healthz", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /healthz: %d", resp.StatusCode)
+	}
+}
+
+func TestEndpointClose(t *testing.T) {
+	dir := shortDir(t)
+	path := SocketPath(dir, 1)
+	// A socket file left behind by a killed process with the same pid.
+	old, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.(*net.UnixListener).SetUnlinkOnClose(false)
+	old.Close()
+	e, err := ServeEndpoint(path, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("ServeEndpoint over a stale socket: %v", err)
+	}
+	if e.Path() != path {
+		t.Errorf("Path %q, want %q", e.Path(), path)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the socket file is still there after Close: %v", err)
+	}
+	if _, err := ServeEndpoint(filepath.Join(dir, "no", "such", "dir.sock"), prometheus.NewRegistry()); err == nil {
+		t.Error("ServeEndpoint in a missing folder succeeded")
+	}
+}
+
+func TestSetLabel(t *testing.T) {
+	lp := func(n, v string) *dto.LabelPair { return &dto.LabelPair{Name: &n, Value: &v} }
+	got := setLabel([]*dto.LabelPair{lp("zone", "a"), lp("worker", "forged"), lp("code", "200")}, "worker", "9")
+	var names []string
+	for _, l := range got {
+		names = append(names, l.GetName()+"="+l.GetValue())
+	}
+	if want := "code=200 worker=9 zone=a"; strings.Join(names, " ") != want {
+		t.Errorf("setLabel: %v, want %s", names, want)
+	}
+}
+
+// FuzzDecode feeds arbitrary worker answers to the decoder: it must not
+// panic, and whatever it accepts must carry exactly one worker label per
+// sample, in sorted label order.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte("# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 3\n"), false)
+	f.Add([]byte("b{worker=\"1\",z=\"2\"} 1\nb 2\n"), false)
+	f.Add([]byte("# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n"), false)
+	f.Add([]byte{0x05, 0x0a, 0x01, 0x61, 0x18, 0x00}, true)
+	f.Fuzz(func(t *testing.T, data []byte, proto bool) {
+		format := expfmt.NewFormat(expfmt.TypeTextPlain)
+		if proto {
+			format = expfmt.NewFormat(expfmt.TypeProtoDelim)
+		}
+		fams, err := decode(bytes.NewReader(data), format, "77")
+		if err != nil {
+			return
+		}
+		for _, f := range fams {
+			for _, m := range f.Metric {
+				n := 0
+				for i, l := range m.Label {
+					if l.GetName() == WorkerLabel {
+						n++
+						if l.GetValue() != "77" {
+							t.Fatalf("worker label %q", l.GetValue())
+						}
+					}
+					if i > 0 && m.Label[i-1].GetName() > l.GetName() {
+						t.Fatalf("labels out of order: %v", m.Label)
+					}
+				}
+				if n != 1 {
+					t.Fatalf("%d worker labels on %v", n, m)
+				}
+			}
+		}
+	})
+}
+
+func BenchmarkGather(b *testing.B) {
+	dir := shortDir(b)
+	var targets []Target
+	for pid := range 4 {
+		targets = append(targets, fakeWorker(b, dir, 1000+pid, 1))
+	}
+	s := New(Options{Workers: func() []Target { return targets }})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

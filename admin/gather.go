@@ -1,0 +1,176 @@
+package admin
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+)
+
+// WorkerLabel is the label that names the worker (its pid) on every metric
+// gathered from a worker.
+const WorkerLabel = "worker"
+
+// maxExposition bounds what one worker may send; a few KiB is typical.
+const maxExposition = 16 << 20
+
+// Target is a worker whose metrics are gathered.
+type Target struct {
+	PID    int    // the worker's process id, its WorkerLabel value
+	Socket string // the unix socket of its Endpoint
+}
+
+var descUp = prometheus.NewDesc("wsd_worker_up",
+	"1 if the worker's metrics were gathered in this scrape, 0 if it could not be reached.",
+	[]string{WorkerLabel}, nil)
+
+// gatherWorkers fetches every target's metrics at once, each within
+// timeout, and returns a Gatherer per target plus one for wsd_worker_up.
+func gatherWorkers(targets []Target, timeout time.Duration) prometheus.Gatherers {
+	gs := make(prometheus.Gatherers, len(targets)+1)
+	up := make([]prometheus.Metric, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			fams, err := fetch(ctx, t)
+			if err != nil {
+				err = fmt.Errorf("worker %d: %w", t.PID, err)
+			}
+			gs[i] = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return fams, err })
+			v := 1.0
+			if err != nil {
+				v = 0
+			}
+			up[i] = prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, v, strconv.Itoa(t.PID))
+		})
+	}
+	wg.Wait()
+	gs[len(targets)] = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		reg := prometheus.NewPedanticRegistry()
+		if len(up) > 0 {
+			reg.MustRegister(constCollector{descUp, up})
+		}
+		return reg.Gather()
+	})
+	return gs
+}
+
+// fetch asks t's endpoint for its metrics in the delimited protobuf format
+// and labels them with the worker's pid.
+func fetch(ctx context.Context, t Target) ([]*dto.MetricFamily, error) {
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", t.Socket)
+		},
+		DisableKeepAlives: true,
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://worker/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeProtoDelim)))
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics endpoint answered %s", resp.Status)
+	}
+	return decode(io.LimitReader(resp.Body, maxExposition), expfmt.ResponseFormat(resp.Header), strconv.Itoa(t.PID))
+}
+
+// decode reads an exposition in format and sets WorkerLabel to worker on
+// every metric, replacing a label of that name the worker may have set.
+func decode(r io.Reader, format expfmt.Format, worker string) ([]*dto.MetricFamily, error) {
+	var dec expfmt.Decoder
+	switch format.FormatType() {
+	case expfmt.TypeProtoDelim:
+		// expfmt's own protobuf decoder trusts the length prefixes, which
+		// lets one bad prefix allocate any amount of memory.
+		dec = &protoDecoder{r: bufio.NewReader(r)}
+	case expfmt.TypeTextPlain:
+		dec = expfmt.NewDecoder(r, format)
+	default:
+		return nil, fmt.Errorf("metrics endpoint answered in an unexpected format %q", format)
+	}
+	var fams []*dto.MetricFamily
+	for {
+		mf := new(dto.MetricFamily)
+		err := dec.Decode(mf)
+		if errors.Is(err, io.EOF) {
+			return fams, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decoding metrics: %w", err)
+		}
+		mf.Metric = slices.DeleteFunc(mf.Metric, func(m *dto.Metric) bool { return m == nil })
+		for _, m := range mf.Metric {
+			m.Label = setLabel(m.Label, WorkerLabel, worker)
+		}
+		fams = append(fams, mf)
+	}
+}
+
+// protoDecoder reads length-delimited protobuf metric families of at most
+// maxExposition bytes each, and checks names as expfmt's decoder does.
+type protoDecoder struct{ r *bufio.Reader }
+
+func (d *protoDecoder) Decode(mf *dto.MetricFamily) error {
+	opts := protodelim.UnmarshalOptions{MaxSize: maxExposition}
+	if err := opts.UnmarshalFrom(d.r, mf); err != nil {
+		return err
+	}
+	if !model.UTF8Validation.IsValidMetricName(mf.GetName()) {
+		return fmt.Errorf("invalid metric name %q", mf.GetName())
+	}
+	for _, m := range mf.Metric {
+		for _, l := range m.GetLabel() {
+			if !model.UTF8Validation.IsValidLabelName(l.GetName()) || !model.LabelValue(l.GetValue()).IsValid() {
+				return fmt.Errorf("metric %s: invalid label %q=%q", mf.GetName(), l.GetName(), l.GetValue())
+			}
+		}
+	}
+	return nil
+}
+
+// setLabel returns labels with name set to value, sorted by name as the
+// exposition requires.
+func setLabel(labels []*dto.LabelPair, name, value string) []*dto.LabelPair {
+	labels = slices.DeleteFunc(labels, func(l *dto.LabelPair) bool { return l.GetName() == name })
+	labels = append(labels, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
+	slices.SortFunc(labels, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
+	return labels
+}
+
+// constCollector collects metrics made beforehand.
+type constCollector struct {
+	desc    *prometheus.Desc
+	metrics []prometheus.Metric
+}
+
+func (c constCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c constCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c.metrics {
+		ch <- m
+	}
+}

@@ -1,0 +1,276 @@
+package redis
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wsd-server/wsd/pubsub/internal/redistest"
+)
+
+type msg struct {
+	channel, data string
+	text          bool
+}
+
+// inbox records delivered messages.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []msg
+}
+
+func (in *inbox) deliver(channel string, data []byte, isText bool) {
+	in.mu.Lock()
+	in.msgs = append(in.msgs, msg{channel, string(data), isText})
+	in.mu.Unlock()
+}
+
+func (in *inbox) all() []msg {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]msg(nil), in.msgs...)
+}
+
+func (in *inbox) has(data string) bool {
+	for _, m := range in.all() {
+		if m.data == data {
+			return true
+		}
+	}
+	return false
+}
+
+// syncBuffer is a log destination that tests read while engines write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if testing.Verbose() {
+		os.Stderr.Write(p)
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type engine struct {
+	*Engine
+	in   *inbox
+	logs *syncBuffer
+}
+
+func start(t *testing.T, opts Options) *engine {
+	t.Helper()
+	logs := &syncBuffer{}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	in := &inbox{}
+	if err := e.Start(in.deliver); err != nil {
+		t.Fatal(err)
+	}
+	return &engine{e, in, logs}
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// deliverable publishes probes from pub on channel until sub delivers one:
+// then sub's subscription has reached Redis.
+func deliverable(t *testing.T, pub, sub *engine, channel string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "a probe on "+channel, func() bool {
+		probe := "probe" + strconv.FormatInt(probes.Add(1), 10)
+		pub.Publish(channel, []byte(probe), true)
+		time.Sleep(10 * time.Millisecond)
+		return sub.in.has(probe)
+	})
+}
+
+var probes atomic.Int64
+
+func TestPubSub(t *testing.T) {
+	r := redistest.Start(t)
+	a := start(t, Options{URL: r.URL()})
+	b := start(t, Options{URL: r.URL()})
+	a.Subscribe("room")
+	b.Subscribe("room")
+	deliverable(t, a, b, "room")
+	deliverable(t, b, a, "room")
+
+	// What the channel looks like on Redis.
+	raw := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
+	defer raw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rawSub := raw.Subscribe(ctx, "wsd:room")
+	defer rawSub.Close()
+	if _, err := rawSub.Receive(ctx); err != nil { // the subscription's confirmation
+		t.Fatal(err)
+	}
+
+	const n = 300
+	for i := range n {
+		if err := a.Publish("room", []byte("a"+strconv.Itoa(i)), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Publish("room", []byte{0, 0xff}, false)
+	// Not wsd's: ignored.
+	raw.Publish(ctx, "wsd:room", "plain string")
+	raw.Publish(ctx, "wsd:room", "\x01\x01originXX\xff")
+	a.Publish("room", []byte("last"), true)
+
+	eventually(t, 10*time.Second, "b to get every message", func() bool { return b.in.has("last") })
+	var got []string
+	for _, m := range b.in.all() {
+		if !strings.HasPrefix(m.data, "probe") {
+			got = append(got, m.data)
+		}
+	}
+	if len(got) != n+1 {
+		t.Fatalf("b got %d messages, want %d: %q", len(got), n+1, got)
+	}
+	for i := range n {
+		if got[i] != "a"+strconv.Itoa(i) {
+			t.Fatalf("b's message %d is %q", i, got[i])
+		}
+	}
+	eventually(t, 10*time.Second, "a to get b's binary message", func() bool { return a.in.has("\x00\xff") })
+	for _, m := range a.in.all() {
+		if m.data == "\x00\xff" && (m.text || m.channel != "room") {
+			t.Errorf("binary message delivered as %+v", m)
+		}
+		if strings.HasPrefix(m.data, "a") || m.data == "last" {
+			t.Errorf("a got its own message %q back", m.data)
+		}
+		if strings.Contains(m.data, "plain") || strings.Contains(m.data, "origin") {
+			t.Errorf("a delivered a foreign message %q", m.data)
+		}
+	}
+
+	m, err := rawSub.ReceiveMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Channel != "wsd:room" || m.Payload[0] != payloadVersion || m.Payload[1] != flagText || m.Payload[headerSize:] != "a0" {
+		t.Errorf("on Redis: channel %q, payload %q", m.Channel, m.Payload)
+	}
+
+	// After Unsubscribe nothing more arrives.
+	b.Unsubscribe("room")
+	eventually(t, 10*time.Second, "the unsubscription", func() bool {
+		ch, err := raw.PubSubNumSub(ctx, "wsd:room").Result()
+		return err == nil && ch["wsd:room"] == 2 // a and rawSub
+	})
+	before := len(b.in.all())
+	a.Publish("room", []byte("after"), true)
+	rawSub.ReceiveMessage(ctx) // it is through Redis now
+	if len(b.in.all()) != before {
+		t.Errorf("b got %+v after unsubscribing", b.in.all()[before:])
+	}
+}
+
+// Engines with different prefixes share nothing.
+func TestPrefix(t *testing.T) {
+	r := redistest.Start(t)
+	a := start(t, Options{URL: r.URL(), Prefix: "app1:"})
+	b := start(t, Options{URL: r.URL(), Prefix: "app1:"})
+	c := start(t, Options{URL: r.URL()})
+	b.Subscribe("p")
+	c.Subscribe("p")
+	deliverable(t, a, b, "p")
+	a.Publish("p", []byte("for app1"), true)
+	eventually(t, 5*time.Second, "b's message", func() bool { return b.in.has("for app1") })
+	if len(c.in.all()) != 0 {
+		t.Errorf("an engine with another prefix got %+v", c.in.all())
+	}
+}
+
+// Redis killed and restarted: publishes fail, visibly, while it is down;
+// then the engine resubscribes and delivery resumes.
+func TestRedisRestart(t *testing.T) {
+	r := redistest.Start(t)
+	a := start(t, Options{URL: r.URL(), Timeout: time.Second})
+	b := start(t, Options{URL: r.URL(), Timeout: time.Second})
+	b.Subscribe("r")
+	deliverable(t, a, b, "r")
+
+	r.Kill()
+	err := a.Publish("r", []byte("lost"), true)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Publish with Redis down: %v, want ErrUnavailable", err)
+	}
+	if !strings.Contains(a.logs.String(), "publish to Redis failed") {
+		t.Errorf("the failed publish was not logged:\n%s", a.logs.String())
+	}
+	// A subscription made while Redis is down is kept for later.
+	b.Subscribe("made-while-down")
+	eventually(t, 5*time.Second, "b to notice", func() bool { return strings.Contains(b.logs.String(), "lost Redis") })
+
+	r.Restart()
+	deliverable(t, a, b, "r")
+	deliverable(t, a, b, "made-while-down")
+	if !strings.Contains(b.logs.String(), "reconnected to Redis") {
+		t.Errorf("the reconnection was not logged:\n%s", b.logs.String())
+	}
+	if b.in.has("lost") {
+		t.Error("a message published while Redis was down was delivered")
+	}
+}
+
+// A Redis that hangs (SIGSTOP) is noticed by the health check; publishes
+// time out; once it resumes, so does delivery.
+func TestRedisHang(t *testing.T) {
+	r := redistest.Start(t)
+	a := start(t, Options{URL: r.URL(), Timeout: 300 * time.Millisecond})
+	b := start(t, Options{URL: r.URL(), Timeout: 300 * time.Millisecond, HealthInterval: 200 * time.Millisecond})
+	b.Subscribe("h")
+	deliverable(t, a, b, "h")
+
+	r.Signal(syscall.SIGSTOP)
+	if err := a.Publish("h", []byte("hung"), true); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Publish to a hung Redis: %v, want ErrUnavailable", err)
+	}
+	eventually(t, 10*time.Second, "the health check", func() bool {
+		return strings.Contains(b.logs.String(), "Redis does not answer")
+	})
+	r.Signal(syscall.SIGCONT)
+	deliverable(t, a, b, "h")
+}
+
+func TestNewBadURL(t *testing.T) {
+	if _, err := New(Options{URL: "http://localhost"}); err == nil {
+		t.Error("New accepted an http URL")
+	}
+}
