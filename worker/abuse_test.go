@@ -429,16 +429,21 @@ func attackName(attack func(net.Conn)) string {
 	return runtime.FuncForPC(reflect.ValueOf(attack).Pointer()).Name()
 }
 
-// reportLeft names the connections still open on the server.
+// reportLeft names the hostile connections still open on the server and
+// counts the others: the good clients and the /broadcast flood.
 func reportLeft(t *testing.T, s *serving) {
 	done := make(chan struct{})
+	others := 0
 	s.WebSocket().Each(nil, func(ws *wsext.Conn, _ any) {
 		if kind, ok := hostileAddrs.Load(ws.RemoteAddr().String()); ok {
 			t.Logf("left open: %s from %s (%v)", ws, ws.RemoteAddr(), kind)
+		} else {
+			others++
 		}
 	}, nil, func(*wsext.Conn, any) { close(done) })
 	select {
 	case <-done:
+		t.Logf("and %d others: the good clients, and the /broadcast flood if it is one more", others)
 	case <-time.After(5 * time.Second):
 		t.Log("Each did not finish")
 	}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"runtime/debug"
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
@@ -11,6 +12,9 @@ import (
 var helloWorld = []byte("Hello World!")
 
 func (w *Worker) serveHTTP(ctx *fasthttp.RequestCtx) {
+	// fasthttp does not recover a handler's panic: one bad request would
+	// end the worker and every WebSocket on it.
+	defer w.recoverRequest(ctx)
 	// Set last: ctx.Error, used by several routes, resets the headers.
 	defer ctx.Response.Header.Set("Wsd-Worker", w.pid)
 	path := ctx.Path()
@@ -79,4 +83,13 @@ func (w *Worker) logShutdown(ws *wsext.Conn) {
 
 func (w *Worker) logClose(ws *wsext.Conn) {
 	w.log.Debug("websocket closed", "conn", ws.UUID())
+}
+
+func (w *Worker) recoverRequest(ctx *fasthttp.RequestCtx) {
+	if r := recover(); r != nil {
+		w.log.Error("panic serving a request", "method", string(ctx.Method()), "path", string(ctx.Path()),
+			"remote", ctx.RemoteAddr().String(), "panic", r, "stack", string(debug.Stack()))
+		ctx.Error("500 Internal Server Error\n", fasthttp.StatusInternalServerError)
+		ctx.Response.Header.Set("Wsd-Worker", w.pid)
+	}
 }

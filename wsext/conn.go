@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -53,6 +54,7 @@ type Conn struct {
 
 	sched    atomic.Int32 // poller scheduling: idle, queued/running, running with another event
 	readable atomic.Bool  // the poller saw bytes (or an end) to read
+	hangup   atomic.Bool  // the poller saw the peer's end: read until EOF
 
 	timeout  int64        // seconds, fixed when the connection opens
 	lastRecv atomic.Int64 // coarse clock of the last byte received
@@ -177,9 +179,19 @@ func (c *Conn) sendQueued(frame []byte) error {
 	}
 	before := c.pendingLocked()
 	if before > 0 && before+len(frame) > c.srv.opts.MaxBackpressure {
-		c.backpressureLocked()
-		c.wmu.Unlock()
-		return ErrBackpressure
+		// The queue may only be waiting for a worker: give the socket what
+		// it takes now, so that only bytes a slow reader refused count.
+		if err := c.flushPollLocked(); err != nil {
+			c.wclosed = true
+			c.wmu.Unlock()
+			c.abort()
+			return fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		if before = c.pendingLocked(); before > 0 && before+len(frame) > c.srv.opts.MaxBackpressure {
+			c.backpressureLocked()
+			c.wmu.Unlock()
+			return ErrBackpressure
+		}
 	}
 	c.queue(frame)
 	c.sent(true, len(frame))
@@ -399,7 +411,30 @@ func (c *Conn) finishLocked() {
 	c.srv.pubsub.dropAll(c)
 	c.srv.stats.closed.Add(1)
 	if c.settings.OnClose != nil {
-		c.settings.OnClose(c)
+		c.safely(c.settings.OnClose)
+	}
+}
+
+// safely runs a callback; a panic in it closes the connection with
+// CloseInternalError and is logged, and never reaches the process.
+func (c *Conn) safely(f func(*Conn)) {
+	defer c.srv.recoverPanic(c)
+	f(c)
+}
+
+// recoverPanic, deferred around user code, turns a panic into a log line
+// with its stack and the end of the one connection it happened on, as
+// net/http does for a handler.
+func (s *Server) recoverPanic(c *Conn) {
+	if r := recover(); r != nil {
+		if c == nil { // onFinish of an Each with no originator
+			s.log.Error("wsext: panic in a callback", "panic", r, "stack", string(debug.Stack()))
+			return
+		}
+		s.log.Error("wsext: panic in a callback", "conn", c.String(), "panic", r, "stack", string(debug.Stack()))
+		// The closing handshake stops further callbacks and ends the
+		// connection when the peer answers, or after closeGrace.
+		c.CloseWithCode(CloseInternalError, "internal error")
 	}
 }
 

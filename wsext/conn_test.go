@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -602,6 +604,103 @@ func TestBadUpgrades(t *testing.T) {
 				t.Fatal("426 without Sec-WebSocket-Version: 13")
 			}
 			waitFor(t, "OnClose for the failed upgrade", 2*time.Second, func() bool { return closes.Load() == before+1 })
+		})
+	}
+}
+
+// TestPeerCloseRightAfterData: data and the peer's end arriving under one
+// readiness edge must still end the connection.
+func TestPeerCloseRightAfterData(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			ts := startServer(t, m.opts, echoSettings)
+			for range 200 {
+				rc := rawDial(t, ts.addr, "")
+				rc.writeFrame(t, true, opPong, nil)
+				rc.Close()
+			}
+			waitFor(t, "every connection to end", 5*time.Second, func() bool { return ts.Count() == 0 })
+		})
+	}
+}
+
+// TestBackpressureCountsRefusedBytesOnly: a burst of prepared messages to a
+// peer that reads must not trip the limit just because the queue waits
+// for a worker.
+func TestBackpressureCountsRefusedBytesOnly(t *testing.T) {
+	opened := make(chan *Conn, 1)
+	ts := startServer(t, Options{MaxBackpressure: 64 << 10}, func(*fasthttp.RequestCtx) Settings {
+		return Settings{OnOpen: func(ws *Conn) { opened <- ws }}
+	})
+	c, _ := dial(t, ts.url(), nil)
+	ws := <-opened
+	msg := bytes.Repeat([]byte("x"), 8<<10)
+	const n = 400 // 3.2 MB in all, 50 times the limit
+	got := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		for range n {
+			if _, _, err := c.Read(ctx); err != nil {
+				got <- err
+				return
+			}
+		}
+		got <- nil
+	}()
+	for i := range n {
+		pm := NewPreparedMessage(msg, false)
+		err := ws.WritePrepared(pm)
+		pm.Release()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if i%8 == 7 {
+			time.Sleep(time.Millisecond) // a fast sender, not a flood
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("reader: %v", err)
+	}
+}
+
+// TestCallbackPanic: a panicking callback ends its own connection with 1011
+// and nothing else; the process and the other connections go on.
+func TestCallbackPanic(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			opts := m.opts
+			opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+			ts := startServer(t, opts, func(*fasthttp.RequestCtx) Settings {
+				return Settings{OnMessage: func(ws *Conn, data []byte, isText bool) {
+					if string(data) == "boom" {
+						panic("user bug")
+					}
+					ws.Write(data, isText)
+				}}
+			})
+			good, _ := dial(t, ts.url(), nil)
+			bad, _ := dial(t, ts.url(), nil)
+			ctx := context.Background()
+			bad.Write(ctx, websocket.MessageText, []byte("boom"))
+			if code := closeCode(t, bad); code != CloseInternalError {
+				t.Fatalf("close code %d, want 1011", code)
+			}
+			good.Write(ctx, websocket.MessageText, []byte("still here"))
+			if _, msg, err := good.Read(ctx); err != nil || string(msg) != "still here" {
+				t.Fatalf("other connection after a panic: %q %v", msg, err)
+			}
+			// An Each task is user code run for its connection: a panic
+			// there ends that connection, and onFinish's panic is logged.
+			ts.Each(nil, func(*Conn, any) { panic("task bug") }, nil, func(*Conn, any) { panic("finish bug") })
+			if code := closeCode(t, good); code != CloseInternalError {
+				t.Fatalf("close code %d after a panicking task, want 1011", code)
+			}
+			fresh, _ := dial(t, ts.url(), nil)
+			fresh.Write(ctx, websocket.MessageText, []byte("after Each"))
+			if _, msg, err := fresh.Read(ctx); err != nil || string(msg) != "after Each" {
+				t.Fatalf("new connection after a panicking Each: %q %v", msg, err)
+			}
 		})
 	}
 }

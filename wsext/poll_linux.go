@@ -86,6 +86,11 @@ func (e *engine) poll(epfd int) {
 				if events[i].Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 					c.readable.Store(true)
 				}
+				if events[i].Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					// The end came with this edge: no other edge will
+					// announce it, so a short read must not stop the reading.
+					c.hangup.Store(true)
+				}
 				e.schedule(c)
 			}
 		}
@@ -122,7 +127,7 @@ func (e *engine) worker() {
 	buf := make([]byte, 64<<10)
 	for c := range e.work {
 		for {
-			if c.process(buf) {
+			if c.turn(buf) {
 				// A busy connection goes to the back of the queue so that
 				// others get their turn; if the queue is full, go on.
 				c.sched.Store(schedRunning)
@@ -139,6 +144,13 @@ func (e *engine) worker() {
 			c.sched.Store(schedRunning)
 		}
 	}
+}
+
+// turn processes a connection; a panic in user code ends only that
+// connection (process holds cbMu under a defer, so it is released).
+func (c *Conn) turn(buf []byte) (more bool) {
+	defer c.srv.recoverPanic(c)
+	return c.process(buf)
 }
 
 // process reads what the socket has and dispatches it; it reports whether
@@ -188,7 +200,7 @@ func (c *Conn) process(buf []byte) (more bool) {
 				c.finishLocked()
 				return false
 			}
-			if n < len(target) {
+			if n < len(target) && !c.hangup.Load() {
 				return false
 			}
 			continue

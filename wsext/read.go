@@ -285,7 +285,7 @@ func (c *Conn) deliver(data []byte) error {
 	}
 	c.srv.stats.msgsIn.Add(1)
 	if c.state.Load() == stateOpen && c.settings.OnMessage != nil {
-		c.settings.OnMessage(c, data, isText)
+		c.onMessage(data, isText)
 	}
 	putBuf(inflated)
 	rs.msgOp, rs.compressed, rs.msgLen = 0, false, 0
@@ -323,4 +323,9 @@ func (c *Conn) control(op byte, payload []byte) error {
 		c.CloseWithCode(code, "")
 	}
 	return nil
+}
+
+func (c *Conn) onMessage(data []byte, isText bool) {
+	defer c.srv.recoverPanic(c)
+	c.settings.OnMessage(c, data, isText)
 }

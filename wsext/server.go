@@ -160,16 +160,18 @@ func (s *Server) runEach(j eachJob) {
 			return
 		}
 		c.cbMu.Lock()
+		defer c.cbMu.Unlock()
+		defer s.recoverPanic(c)
 		if c.state.Load() < stateClosed && c.attached {
 			j.task(c, j.arg)
 		}
-		c.cbMu.Unlock()
 	})
 	if j.onFinish != nil {
 		if o := j.originator; o != nil {
 			o.cbMu.Lock()
 			defer o.cbMu.Unlock()
 		}
+		defer s.recoverPanic(j.originator)
 		j.onFinish(j.originator, j.arg)
 	}
 }
@@ -188,7 +190,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			defer wg.Done()
 			c.cbMu.Lock()
 			if c.state.Load() == stateOpen && c.settings.OnShutdown != nil {
-				c.settings.OnShutdown(c)
+				c.safely(c.settings.OnShutdown)
 			}
 			c.cbMu.Unlock()
 			c.CloseWithCode(CloseGoingAway, "server shutting down")

@@ -70,8 +70,13 @@ func (s *Server) precheck(ctx *fasthttp.RequestCtx) (int, string) {
 	}
 	key := ctx.Request.Header.Peek("Sec-WebSocket-Key")
 	if len(key) > 0 {
+		// 24 characters decode to at most 18 bytes: check the length first,
+		// since Decode panics when its destination is too small.
 		var raw [18]byte
-		if n, err := base64.StdEncoding.Decode(raw[:], key); err != nil || n != 16 || len(key) != 24 {
+		if len(key) != 24 {
+			return fasthttp.StatusBadRequest, "Sec-WebSocket-Key is not 16 base64-encoded bytes"
+		}
+		if n, err := base64.StdEncoding.Decode(raw[:], key); err != nil || n != 16 {
 			return fasthttp.StatusBadRequest, "Sec-WebSocket-Key is not 16 base64-encoded bytes"
 		}
 	}
@@ -139,7 +144,7 @@ func (s *Server) attach(c *Conn, hj net.Conn) {
 	c.attached = true
 	s.reg.add(c)
 	if c.settings.OnOpen != nil {
-		c.settings.OnOpen(c)
+		c.safely(c.settings.OnOpen)
 	}
 	s.lateShutdownLocked(c)
 	c.cbMu.Unlock()
@@ -158,7 +163,7 @@ func (s *Server) openPolled(c *Conn, fd int, pending []byte) {
 		return
 	}
 	if c.settings.OnOpen != nil {
-		c.settings.OnOpen(c)
+		c.safely(c.settings.OnOpen)
 	}
 	if s.lateShutdownLocked(c) {
 		return
@@ -182,24 +187,8 @@ func (c *Conn) serveStream(r io.Reader) {
 	defer putBuf(buf)
 	for {
 		n, err := r.Read(buf)
-		if n > 0 {
-			c.cbMu.Lock()
-			if c.state.Load() == stateClosed {
-				c.cbMu.Unlock()
-				return
-			}
-			c.received()
-			if perr := c.consume(buf[:n]); perr != nil {
-				c.fail(perr)
-			}
-			if c.peerClosed.Load() && c.flushed() {
-				c.finishLocked()
-			}
-			closed := c.state.Load() == stateClosed
-			c.cbMu.Unlock()
-			if closed {
-				return
-			}
+		if n > 0 && c.streamChunk(buf[:n]) {
+			return
 		}
 		if err != nil {
 			c.cbMu.Lock()
@@ -218,8 +207,26 @@ func (s *Server) lateShutdownLocked(c *Conn) bool {
 		return false
 	}
 	if c.settings.OnShutdown != nil {
-		c.settings.OnShutdown(c)
+		c.safely(c.settings.OnShutdown)
 	}
 	c.CloseWithCode(CloseGoingAway, "server shutting down")
 	return true
+}
+
+// streamChunk parses bytes a stream connection read; it reports whether the
+// connection is over.
+func (c *Conn) streamChunk(p []byte) (closed bool) {
+	c.cbMu.Lock()
+	defer c.cbMu.Unlock()
+	if c.state.Load() == stateClosed {
+		return true
+	}
+	c.received()
+	if perr := c.consume(p); perr != nil {
+		c.fail(perr)
+	}
+	if c.peerClosed.Load() && c.flushed() {
+		c.finishLocked()
+	}
+	return c.state.Load() == stateClosed
 }

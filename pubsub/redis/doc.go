@@ -23,10 +23,16 @@
 // While Redis is down or does not answer within Options.Timeout, Publish
 // returns an error wrapping ErrUnavailable and logs it (one line a second
 // at most, with a count): the message reached the publisher's own
-// process only. Subscriptions made meanwhile are recorded. The subscription
-// connection is redialled with backoff (50ms doubling to 2s, with jitter)
-// and, once Redis is back, subscribes again to every channel; messages
-// published while it was away are not replayed. A connection that stays
-// silent for Options.HealthInterval is pinged, and replaced if the ping is
-// not answered within another interval.
+// process only. Once a publish has failed so, Publish fails at once
+// without trying, but for one attempt a second, so that a Redis that does
+// not answer holds up one publisher a second rather than all of them.
+//
+// Subscribe and Unsubscribe never wait for Redis: a goroutine of the
+// Engine makes the subscriptions, and go-redis makes them again on every
+// new connection. The subscription connection is redialled with backoff
+// (50ms doubling to 2s, with jitter) and, once Redis is back, subscribes
+// again to every channel; messages published while it was away are not
+// replayed. A connection that stays silent for Options.HealthInterval is
+// pinged, and replaced if the ping is not answered within another
+// interval.
 package redis

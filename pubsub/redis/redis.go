@@ -67,15 +67,26 @@ type Engine struct {
 	client *goredis.Client
 	origin [originSize]byte
 
-	mu       sync.Mutex // guards ps and channels
-	ps       *goredis.PubSub
-	channels map[string]struct{}
+	// Subscriptions are made by a goroutine of their own (syncSubs) so
+	// that Subscribe and Unsubscribe never wait for Redis: wsext calls
+	// them as connections open and close.
+	mu   sync.Mutex
+	ps   *goredis.PubSub
+	want map[string]bool // channels this process subscribes to
+	have map[string]bool // channels given to ps
+	kick chan struct{}   // wakes syncSubs
 
 	deliver atomic.Pointer[func(channel string, data []byte, isText bool)]
 	ctx     context.Context
 	cancel  context.CancelFunc
 	started atomic.Bool
-	stopped chan struct{}
+	stopped sync.WaitGroup
+
+	// While Redis is known to be down, Publish fails at once, but for one
+	// attempt a second: a Redis that does not answer would otherwise hold
+	// every publisher for Timeout.
+	down    atomic.Bool
+	lastTry atomic.Int64 // unix nanoseconds of the last attempt while down
 
 	failures atomic.Int64 // failed publishes since the last log line
 	lastLog  atomic.Int64 // unix nanoseconds of that line
@@ -111,11 +122,12 @@ func New(opts Options) (*Engine, error) {
 	ro.WriteTimeout = opts.Timeout
 	ro.DisableIdentity = true
 	e := &Engine{
-		opts:     opts,
-		log:      opts.Logger,
-		client:   goredis.NewClient(ro),
-		channels: make(map[string]struct{}),
-		stopped:  make(chan struct{}),
+		opts:   opts,
+		log:    opts.Logger,
+		client: goredis.NewClient(ro),
+		want:   make(map[string]bool),
+		have:   make(map[string]bool),
+		kick:   make(chan struct{}, 1),
 	}
 	crand.Read(e.origin[:])
 	e.ctx, e.cancel = context.WithCancel(context.Background())
@@ -130,7 +142,9 @@ func (e *Engine) Start(deliver func(channel string, data []byte, isText bool)) e
 		return errors.New("redis: engine already started")
 	}
 	e.deliver.Store(&deliver)
+	e.stopped.Add(2)
 	go e.receive()
+	go e.syncSubs()
 	return nil
 }
 
@@ -139,6 +153,15 @@ func (e *Engine) Start(deliver func(channel string, data []byte, isText bool)) e
 // and so every subscriber, in order. When Redis cannot be reached the error
 // wraps ErrUnavailable, the failure is logged, and the message is lost.
 func (e *Engine) Publish(channel string, data []byte, isText bool) error {
+	if e.down.Load() {
+		now := time.Now().UnixNano()
+		last := e.lastTry.Load()
+		if now-last < int64(time.Second) || !e.lastTry.CompareAndSwap(last, now) {
+			err := fmt.Errorf("%w: publishing on %q: Redis is down", ErrUnavailable, channel)
+			e.publishFailed(channel, err)
+			return err
+		}
+	}
 	payload := make([]byte, headerSize+len(data))
 	payload[0] = payloadVersion
 	if isText {
@@ -151,10 +174,13 @@ func (e *Engine) Publish(channel string, data []byte, isText bool) error {
 	if err := e.client.Publish(ctx, e.opts.Prefix+channel, payload).Err(); err != nil {
 		e.publishFailed(channel, err)
 		if isNetwork(err) {
+			e.lastTry.Store(time.Now().UnixNano())
+			e.down.Store(true)
 			return fmt.Errorf("%w: publishing on %q: %w", ErrUnavailable, channel, err)
 		}
 		return fmt.Errorf("redis: publishing on %q: %w", channel, err)
 	}
+	e.down.Store(false)
 	return nil
 }
 
@@ -171,39 +197,78 @@ func (e *Engine) publishFailed(channel string, err error) {
 	e.log.Error("pub/sub: publish to Redis failed; messages lost", "channel", channel, "failed", n, "err", err)
 }
 
-// Subscribe subscribes to channel on Redis. While Redis is down the
-// subscription is recorded and made when the connection comes back.
+// Subscribe subscribes to channel on Redis. It does not wait: the
+// subscription is made in the background, and made again whenever the
+// connection to Redis is.
 func (e *Engine) Subscribe(channel string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	return e.setWant(channel, true)
+}
+
+// Unsubscribe ends the subscription to channel, in the background.
+func (e *Engine) Unsubscribe(channel string) error {
+	return e.setWant(channel, false)
+}
+
+func (e *Engine) setWant(channel string, on bool) error {
 	if e.ctx.Err() != nil {
 		return net.ErrClosed
 	}
-	e.channels[channel] = struct{}{}
-	ctx, cancel := context.WithTimeout(e.ctx, e.opts.Timeout)
-	defer cancel()
-	if err := e.ps.Subscribe(ctx, e.opts.Prefix+channel); err != nil {
-		// go-redis keeps the channel and subscribes again on reconnection.
-		e.log.Debug("pub/sub: subscribing on Redis; will retry on reconnection", "channel", channel, "err", err)
+	e.mu.Lock()
+	if on {
+		e.want[channel] = true
+	} else {
+		delete(e.want, channel)
+	}
+	e.mu.Unlock()
+	select {
+	case e.kick <- struct{}{}:
+	default: // syncSubs is due to run already
 	}
 	return nil
 }
 
-// Unsubscribe ends the subscription to channel.
-func (e *Engine) Unsubscribe(channel string) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.ctx.Err() != nil {
-		return net.ErrClosed
+// syncSubs subscribes and unsubscribes on Redis until the subscription
+// connection's channels are the ones wanted, each time it is kicked.
+// go-redis records a subscription even when Redis is down, and makes it
+// again on the next connection.
+func (e *Engine) syncSubs() {
+	defer e.stopped.Done()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-e.kick:
+		}
+		e.mu.Lock()
+		var add, del []string
+		for ch := range e.want {
+			if !e.have[ch] {
+				add = append(add, e.opts.Prefix+ch)
+				e.have[ch] = true
+			}
+		}
+		for ch := range e.have {
+			if !e.want[ch] {
+				del = append(del, e.opts.Prefix+ch)
+				delete(e.have, ch)
+			}
+		}
+		ps := e.ps
+		e.mu.Unlock()
+		ctx, cancel := context.WithTimeout(e.ctx, e.opts.Timeout)
+		if len(add) > 0 {
+			if err := ps.Subscribe(ctx, add...); err != nil {
+				e.log.Debug("pub/sub: subscribing on Redis; again on reconnection", "channels", len(add), "err", err)
+			}
+		}
+		if len(del) > 0 {
+			if err := ps.Unsubscribe(ctx, del...); err != nil {
+				// A failed connection is replaced without them.
+				e.log.Debug("pub/sub: unsubscribing on Redis", "channels", len(del), "err", err)
+			}
+		}
+		cancel()
 	}
-	delete(e.channels, channel)
-	ctx, cancel := context.WithTimeout(e.ctx, e.opts.Timeout)
-	defer cancel()
-	if err := e.ps.Unsubscribe(ctx, e.opts.Prefix+channel); err != nil {
-		// A connection that failed is replaced without the channel.
-		e.log.Debug("pub/sub: unsubscribing on Redis", "channel", channel, "err", err)
-	}
-	return nil
 }
 
 // Close stops the Engine and closes its connections.
@@ -216,9 +281,7 @@ func (e *Engine) Close() error {
 	e.cancel()
 	err := e.ps.Close()
 	e.mu.Unlock()
-	if e.started.Load() {
-		<-e.stopped
-	}
+	e.stopped.Wait()
 	return errors.Join(err, e.client.Close())
 }
 
@@ -232,7 +295,7 @@ func (e *Engine) pubsub() *goredis.PubSub {
 // a broken connection and resubscribes on the next read; this loop spaces
 // those attempts out and notices a connection that went silent.
 func (e *Engine) receive() {
-	defer close(e.stopped)
+	defer e.stopped.Done()
 	var (
 		backoff time.Duration
 		down    bool // a read failed and none has succeeded since
@@ -271,8 +334,9 @@ func (e *Engine) receive() {
 		pinged = false
 		if down {
 			down, backoff = false, 0
+			e.down.Store(false)
 			e.mu.Lock()
-			n := len(e.channels)
+			n := len(e.have)
 			e.mu.Unlock()
 			e.log.Info("pub/sub: reconnected to Redis; channels resubscribed", "channels", n)
 		}
@@ -287,16 +351,18 @@ func (e *Engine) receive() {
 // open but silent.
 func (e *Engine) replace() {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.ps.Close()
+	old := e.ps
 	e.ps = e.client.Subscribe(e.ctx)
-	names := make([]string, 0, len(e.channels))
-	for ch := range e.channels {
+	names := make([]string, 0, len(e.have))
+	for ch := range e.have {
 		names = append(names, e.opts.Prefix+ch)
 	}
+	ps := e.ps
+	e.mu.Unlock()
+	old.Close()
 	if len(names) > 0 {
 		ctx, cancel := context.WithTimeout(e.ctx, e.opts.Timeout)
-		e.ps.Subscribe(ctx, names...) // recorded even if it fails now
+		ps.Subscribe(ctx, names...) // recorded even if it fails now
 		cancel()
 	}
 }

@@ -262,6 +262,18 @@ func TestRedisHang(t *testing.T) {
 	if err := a.Publish("h", []byte("hung"), true); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Publish to a hung Redis: %v, want ErrUnavailable", err)
 	}
+	// Redis is known to be down now: the next publishers, and every
+	// subscriber, do not wait for it.
+	start := time.Now()
+	if err := a.Publish("h", []byte("hung"), true); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("second Publish to a hung Redis: %v, want ErrUnavailable", err)
+	}
+	a.Subscribe("h2")
+	b.Unsubscribe("h")
+	b.Subscribe("h")
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("Publish and Subscribe took %s with Redis down; they should not wait for it", d)
+	}
 	eventually(t, 10*time.Second, "the health check", func() bool {
 		return strings.Contains(b.logs.String(), "Redis does not answer")
 	})
