@@ -3,61 +3,12 @@ package worker
 import (
 	"bufio"
 	"bytes"
-	"io"
-	"net"
+	"github.com/wsd-server/wsd/internal/memconn"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// memConn is an in-memory connection: reads come from a fixed input, then
-// io.EOF; writes are kept. It lets a fuzz target run a request through the
-// whole server without a socket.
-type memConn struct {
-	r      io.Reader
-	mu     sync.Mutex
-	out    bytes.Buffer
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newMemConn(input []byte) *memConn {
-	return &memConn{r: bytes.NewReader(input), closed: make(chan struct{})}
-}
-
-func (c *memConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-func (c *memConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	select {
-	case <-c.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	return c.out.Write(p)
-}
-
-func (c *memConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return nil
-}
-
-func (c *memConn) output() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.out.Bytes())
-}
-
-var memAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-
-func (c *memConn) LocalAddr() net.Addr              { return memAddr }
-func (c *memConn) RemoteAddr() net.Addr             { return memAddr }
-func (c *memConn) SetDeadline(time.Time) error      { return nil }
-func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 // upgradeSeeds are requests near the interesting edges of the upgrade.
 var upgradeSeeds = []string{
@@ -96,7 +47,7 @@ func FuzzUpgrade(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, input []byte) {
-		c := newMemConn(input)
+		c := memconn.New(input)
 		done := make(chan error, 1)
 		go func() { done <- w.http.ServeConn(c) }()
 		select {
@@ -107,13 +58,13 @@ func FuzzUpgrade(f *testing.F) {
 		// An upgraded connection goes on in the background until the
 		// input runs out; fasthttp closes the connection then.
 		select {
-		case <-c.closed:
+		case <-c.Done():
 		case <-time.After(10 * time.Second):
 			t.Fatal("the connection was never closed")
 		}
 		waitUntil(t, "the WebSocket to end", 10*time.Second, func() bool { return w.ws.Count() == 0 })
 
-		out := c.output()
+		out := c.Output()
 		if len(out) == 0 {
 			return // nothing to answer, as for an empty input
 		}

@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"github.com/wsd-server/wsd/internal/memconn"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -14,53 +14,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 )
-
-// memConn is an in-memory connection for fuzzing: reads come from a fixed
-// input, then io.EOF; writes are kept. Not being a socket, it is served in
-// the goroutine-per-connection mode.
-type memConn struct {
-	r      io.Reader
-	mu     sync.Mutex
-	out    bytes.Buffer
-	closed chan struct{}
-	once   sync.Once
-}
-
-func newMemConn(input []byte) *memConn {
-	return &memConn{r: bytes.NewReader(input), closed: make(chan struct{})}
-}
-
-func (c *memConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-func (c *memConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	select {
-	case <-c.closed:
-		return 0, net.ErrClosed
-	default:
-	}
-	return c.out.Write(p)
-}
-
-func (c *memConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return nil
-}
-
-func (c *memConn) output() []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return bytes.Clone(c.out.Bytes())
-}
-
-var memAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-
-func (c *memConn) LocalAddr() net.Addr              { return memAddr }
-func (c *memConn) RemoteAddr() net.Addr             { return memAddr }
-func (c *memConn) SetDeadline(time.Time) error      { return nil }
-func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
 
 // fuzzMaxMsg is small so that the fuzzer reaches the limit.
 const fuzzMaxMsg = 1024
@@ -151,10 +104,10 @@ func FuzzFrameReader(f *testing.F) {
 		}
 		input := append([]byte("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+ext+"\r\n"), frames...)
-		c := newMemConn(input)
+		c := memconn.New(input)
 		go hs.ServeConn(c)
 		select {
-		case <-c.closed:
+		case <-c.Done():
 		case <-time.After(10 * time.Second):
 			t.Fatal("the connection was never closed")
 		}
@@ -167,7 +120,7 @@ func FuzzFrameReader(f *testing.F) {
 			t.Fatal(v)
 		}
 
-		br := bufio.NewReader(bytes.NewReader(c.output()))
+		br := bufio.NewReader(bytes.NewReader(c.Output()))
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil || resp.StatusCode != 101 {
 			t.Fatalf("handshake answer: %v %v", resp, err)
