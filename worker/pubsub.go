@@ -34,10 +34,6 @@ var (
 // maxChannelLen is the longest channel name the endpoints accept.
 const maxChannelLen = 128
 
-// closeTryAgainLater (1013, IANA's "Try Again Later") closes a /pubsub
-// client whose message could not be published.
-const closeTryAgainLater = 1013
-
 var errChannelChars = errors.New("a channel name may only hold the characters A-Z a-z 0-9 _ . : -")
 
 // checkChannel says what is wrong with a channel name, if anything.
@@ -98,7 +94,7 @@ func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
 				// The other processes did not get the message: the
 				// client hears of it, and may reconnect and send again.
 				w.log.Warn("pub/sub: publish failed", "channel", channel, "conn", ws.UUID(), "err", err)
-				ws.CloseWithCode(closeTryAgainLater, "publish failed; try again later")
+				ws.CloseWithCode(wsext.CloseTryAgainLater, "publish failed; try again later")
 			}
 		},
 		OnShutdown: w.logShutdown,

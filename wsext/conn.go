@@ -64,7 +64,7 @@ type Conn struct {
 
 	regIdx int
 	rs     readState
-	subs   []string // pub/sub channels, under cbMu
+	subs   []string // pub/sub channels, under udataMu
 }
 
 // UData returns the connection's user data.

@@ -75,6 +75,10 @@
 //
 // # Pub/sub
 //
-// Subscribe, Unsubscribe and Publish carry messages by channel name; an
-// Engine (Options.Engine) takes them to other processes and hosts.
+// Subscribe, Unsubscribe and Publish carry messages by channel name;
+// Conn.Publish excludes the sender. Each publish is encoded once per
+// process. An Engine (Options.Engine; pubsub/cluster, pubsub/redis) takes
+// messages to other processes and hosts: delivery is at most once, one
+// publisher's messages on one channel arrive in order, and a slow
+// subscriber is closed by MaxBackpressure.
 package wsext

@@ -28,6 +28,7 @@ const (
 	CloseMessageTooBig   = 1009 // CloseMessageTooBig answers a message over the size limit.
 	CloseInternalError   = 1011 // CloseInternalError is sent when the server fails unexpectedly.
 	CloseServiceRestart  = 1012 // CloseServiceRestart may be sent when a worker is replaced.
+	CloseTryAgainLater   = 1013 // CloseTryAgainLater is sent when a message cannot be handled now.
 )
 
 const (

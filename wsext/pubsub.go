@@ -26,7 +26,9 @@ import (
 //     subscriptions across its own reconnections; a subscription takes
 //     effect once the engine's peer (the master, Redis) has seen it.
 //   - Publish, Subscribe and Unsubscribe are called from any goroutine and
-//     must not keep data after they return.
+//     must not keep data after they return. Subscribe and Unsubscribe
+//     should not wait for the network: the Server calls them, one at a
+//     time, as connections open and close.
 type Engine interface {
 	// Start begins receiving; deliver is called for every message another
 	// process published on a channel this process subscribes to. deliver
@@ -280,26 +282,29 @@ func (s *Server) deliverLocal(channel string, data []byte, isText bool) {
 
 func (s *Server) deliver(except *Conn, channel string, data []byte, isText bool) {
 	p := &s.pubsub
+	// The subscribers are copied out so that the table's lock is not held
+	// through thousands of writes, which would hold up every Subscribe.
+	sp := subsPool.Get().(*[]*Conn)
+	to := (*sp)[:0]
 	p.mu.RLock()
-	subs := p.channels[channel]
-	if len(subs) == 0 || len(subs) == 1 && except != nil && hasConn(subs, except) {
-		p.mu.RUnlock()
-		return
-	}
-	// A write that hits the backpressure limit closes its connection on
-	// another goroutine (Conn.abort), which then takes mu to drop its
-	// subscriptions: no deadlock with the read lock held here.
-	pm := NewPreparedMessage(data, isText)
-	for c := range subs {
+	for c := range p.channels[channel] {
 		if c != except {
-			c.WritePrepared(pm)
+			to = append(to, c)
 		}
 	}
 	p.mu.RUnlock()
-	pm.Release()
+	if len(to) > 0 {
+		pm := NewPreparedMessage(data, isText)
+		for _, c := range to {
+			c.WritePrepared(pm)
+		}
+		pm.Release()
+	}
+	clear(to)
+	if cap(to) <= 1<<16 {
+		*sp = to[:0]
+		subsPool.Put(sp)
+	}
 }
 
-func hasConn(subs map[*Conn]struct{}, c *Conn) bool {
-	_, ok := subs[c]
-	return ok
-}
+var subsPool = sync.Pool{New: func() any { s := make([]*Conn, 0, 64); return &s }}
