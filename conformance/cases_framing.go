@@ -61,6 +61,12 @@ func framingCases() []Case {
 	msb := []byte{0x82, 0x80 | 127}
 	msb = binary.BigEndian.AppendUint64(msb, 1<<63|5)
 	msb = append(msb, 1, 2, 3, 4)
+	nonMinimal16 := append([]byte{0x82, 0x80 | 126, 0, 5, 1, 2, 3, 4}, 'a'^1, 'b'^2, 'c'^3, 'd'^4, 'e'^1)
+	nonMinimal64 := binary.BigEndian.AppendUint64([]byte{0x82, 0x80 | 127}, 200)
+	nonMinimal64 = append(nonMinimal64, 1, 2, 3, 4)
+	nonMinimal64 = append(nonMinimal64, make([]byte, 200)...)
+	hugeCont := binary.BigEndian.AppendUint64([]byte{0x80, 0x80 | 127}, 1<<63-1)
+	hugeCont = append(hugeCont, 1, 2, 3, 4)
 	cs = append(cs,
 		Case{
 			ID: "1.3.1", Category: catFraming,
@@ -71,6 +77,23 @@ func framingCases() []Case {
 			ID: "1.3.2", Category: catFraming,
 			Description: "Send a frame header whose 64-bit length has its most significant bit set (RFC 6455 5.2); expect 1002.",
 			Run:         script(fails(protocolError, closeMessageTooBig), sendRaw(msb)),
+		},
+		Case{
+			ID: "1.3.4", Category: catFraming,
+			Description: "Send a binary frame whose 5-octet length is encoded in 16 bits (the minimal encoding is a MUST, RFC 6455 5.2); expect 1002.",
+			Run:         script(fails(protocolError), sendRaw(nonMinimal16)),
+		},
+		Case{
+			ID: "1.3.5", Category: catFraming,
+			Description: "Send a binary frame whose 200-octet length is encoded in 64 bits (not minimal, RFC 6455 5.2); expect 1002.",
+			Run:         script(fails(protocolError), sendRaw(nonMinimal64)),
+		},
+		Case{
+			ID: "1.3.6", Category: catFraming,
+			Description: "Send a text fragment, then a continuation header announcing 2^63-1 bytes; expect 1009 at once (the size check must not overflow).",
+			Run: script(fails(tooBig, closeProtocolError),
+				send(oneChop, frame{fin: false, opcode: opText, payload: []byte("start")}),
+				sendRaw(hugeCont)),
 		},
 		Case{
 			ID: "1.3.3", Category: catFraming,

@@ -24,6 +24,11 @@ type Settings struct {
 	// OnClose is called exactly once when the connection ends, and also when
 	// the upgrade fails (then ws has no network connection behind it).
 	OnClose func(ws *Conn)
+	// OnDrain is called when the bytes queued for a slow peer have all been
+	// sent, after a Write that could not send at once (see
+	// Conn.BufferedAmount). A writer that waits for it before writing more
+	// paces itself to its reader and is never closed for backpressure.
+	OnDrain func(ws *Conn)
 	// UData is the connection's initial user data (see Conn.UData).
 	UData any
 }

@@ -190,10 +190,10 @@ func (c *Conn) writeCompressed(op byte, data []byte) error {
 	z, ok := deflate(data, c.srv.opts.CompressionLevel)
 	if !ok {
 		var hdr [10]byte
-		return c.send(appendHeader(hdr[:0], op, true, false, len(data)), data, true)
+		return c.send(appendHeader(hdr[:0], op, true, false, len(data)), data, frameData)
 	}
 	var hdr [10]byte
-	err := c.send(appendHeader(hdr[:0], op, true, true, len(z)), z, true)
+	err := c.send(appendHeader(hdr[:0], op, true, true, len(z)), z, frameData)
 	putBuf(z)
 	return err
 }

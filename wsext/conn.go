@@ -56,11 +56,30 @@ type Conn struct {
 	readable atomic.Bool  // the poller saw bytes (or an end) to read
 	hangup   atomic.Bool  // the poller saw the peer's end: read until EOF
 
-	timeout  int64        // seconds, fixed when the connection opens
-	lastRecv atomic.Int64 // coarse clock of the last byte received
-	lastSend atomic.Int64 // coarse clock of the last message sent
-	pingAt   atomic.Int64 // when the unanswered ping was sent, 0 if none
-	closeBy  atomic.Int64 // in stateClosing, when to give up on the peer
+	// Timing, in nanoseconds of the server's monotonic clock (Server.mono).
+	// The hot paths only set active; the reaper turns it into lastActive
+	// when it next looks, so a ping is never early, at most a tick late.
+	timeout    int64        // idle time before a ping, fixed when the connection opens
+	active     atomic.Bool  // a byte arrived or a message was sent since the reaper looked
+	lastActive int64        // the reaper's time when it last saw activity; the reaper's own
+	pingAt     atomic.Int64 // when the unanswered ping was sent, 0 if none
+	closeBy    atomic.Int64 // in stateClosing, when to give up on the peer
+
+	// Write side bookkeeping beyond the queue, under wmu.
+	outFrame    int  // index in out of the first whole frame: out[:outFrame] ends a frame already partly sent
+	pongQueued  bool // a pong waits in out: further pings are not answered until it is sent
+	drainWanted bool // a write was queued: OnDrain is due when the queue empties
+
+	// Each work addressed to this connection (see each.go), under wmu.
+	tasks      *[]taskEntry // nil when empty, so an idle connection holds no queue
+	taskRunner bool         // a goroutine runs the tasks of a connection off the poller
+	tasksDone  bool         // the connection finished: tasks are no longer queued
+
+	// Each work this connection originated and that is not finished yet;
+	// at eachWindow the connection is read no further (see each.go).
+	eachOut atomic.Int32
+	paused  atomic.Bool   // written under wmu
+	wake    chan struct{} // a paused stream reader waits on it, under wmu
 
 	regIdx int
 	rs     readState
@@ -92,7 +111,7 @@ func (c *Conn) Server() *Server { return c.srv }
 // spec's lib-server UUID it does not encode the file descriptor.
 func (c *Conn) UUID() uint64 { return c.uuid }
 
-// RemoteAddr returns the peer's address, or nil after a failed upgrade.
+// RemoteAddr returns the peer's address, also after a failed upgrade.
 func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 
 // Subprotocol returns the negotiated subprotocol, or "".
@@ -124,7 +143,7 @@ func (c *Conn) writeMessage(op byte, data []byte) error {
 		return c.writeCompressed(op, data)
 	}
 	var hdr [10]byte
-	return c.send(appendHeader(hdr[:0], op, true, false, len(data)), data, true)
+	return c.send(appendHeader(hdr[:0], op, true, false, len(data)), data, frameData)
 }
 
 // Close starts the closing handshake with CloseNormal. OnClose follows once
@@ -140,27 +159,40 @@ func (c *Conn) CloseWithCode(code int, reason string) error {
 	if c.wclosed || c.closeSent || !c.attached {
 		return ErrClosed
 	}
+	return c.closeLocked(code, reason)
+}
+
+// closeLocked queues our close frame, which ends the data we send.
+func (c *Conn) closeLocked(code int, reason string) error {
 	c.closeSent = true
 	c.state.CompareAndSwap(stateOpen, stateClosing)
-	c.closeBy.Store(c.srv.now.Load() + int64(closeGrace.Seconds()))
+	c.closeBy.Store(c.srv.mono() + int64(closeGrace))
 	var buf [maxControlPayload + 12]byte
 	payload := closePayload(buf[10:10], code, reason)
 	hdr := appendHeader(buf[:0], opClose, true, false, len(payload))
 	c.srv.stats.closesSent.add(code)
-	if err := c.sendLocked(hdr, payload, false); err != nil {
-		return err
-	}
-	return nil
+	return c.sendLocked(hdr, payload, frameClose)
 }
 
+// What a frame is, for the queue's limits: data counts against
+// MaxBackpressure, a control reply too, and the close frame never does
+// (it is at most 127 bytes and must be able to follow anything).
+type frameKind uint8
+
+const (
+	frameData frameKind = iota
+	frameControl
+	frameClose
+)
+
 // send writes one frame (header and payload) or queues it.
-func (c *Conn) send(hdr, payload []byte, data bool) error {
+func (c *Conn) send(hdr, payload []byte, kind frameKind) error {
 	c.wmu.Lock()
-	if c.wclosed || (data && c.closeSent) || !c.attached {
+	if c.wclosed || c.closeSent || !c.attached {
 		c.wmu.Unlock()
 		return ErrClosed
 	}
-	err := c.sendLocked(hdr, payload, data)
+	err := c.sendLocked(hdr, payload, kind)
 	c.wmu.Unlock()
 	return err
 }
@@ -173,7 +205,7 @@ func (c *Conn) sendQueued(frame []byte) error {
 		return ErrClosed
 	}
 	if c.fd < 0 {
-		err := c.sendLocked(frame, nil, true)
+		err := c.sendLocked(frame, nil, frameData)
 		c.wmu.Unlock()
 		return err
 	}
@@ -194,7 +226,8 @@ func (c *Conn) sendQueued(frame []byte) error {
 		}
 	}
 	c.queue(frame)
-	c.sent(true, len(frame))
+	c.wantDrainLocked()
+	c.sent(frameData, len(frame))
 	c.wmu.Unlock()
 	if before == 0 {
 		// A non-empty queue is already waiting for a worker or for room
@@ -206,16 +239,30 @@ func (c *Conn) sendQueued(frame []byte) error {
 
 func (c *Conn) pendingLocked() int { return len(c.out) - c.outHead + c.inflight }
 
+// BufferedAmount returns the number of bytes written to the connection that
+// wait for the peer to read them (the browser API's bufferedAmount, and
+// uWebSockets' getBufferedAmount). A writer that keeps it low, waiting for
+// Settings.OnDrain, is never closed for backpressure.
+func (c *Conn) BufferedAmount() int {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.pendingLocked()
+}
+
 // sendLocked writes at once what the socket takes and queues the rest. An
 // empty queue always takes one message whatever its size, so a message
 // larger than MaxBackpressure can still reach a reader that keeps up.
-func (c *Conn) sendLocked(hdr, payload []byte, data bool) error {
+func (c *Conn) sendLocked(hdr, payload []byte, kind frameKind) error {
 	n := len(hdr) + len(payload)
 	before := c.pendingLocked()
+	if kind != frameClose && before > 0 && before+n > c.srv.opts.MaxBackpressure {
+		c.backpressureLocked()
+		return ErrBackpressure
+	}
 	if before == 0 && c.fd >= 0 {
 		w, err := writev(c.fd, hdr, payload)
 		if w == n {
-			c.sent(data, n)
+			c.sent(kind, n)
 			c.afterFlushLocked()
 			return nil
 		}
@@ -224,21 +271,21 @@ func (c *Conn) sendLocked(hdr, payload []byte, data bool) error {
 			c.abort()
 			return fmt.Errorf("%w: %w", ErrClosed, err)
 		}
-		if w < 0 {
-			w = 0
-		}
+		w = max(w, 0)
 		if w >= len(hdr) {
 			c.queue(payload[w-len(hdr):])
 		} else {
 			c.queue(hdr[w:])
 			c.queue(payload)
 		}
+		if w > 0 {
+			// The peer has the start of this frame: the queue begins
+			// with the rest of it, which must go out before anything else
+			// (a close for backpressure included).
+			c.outFrame = len(c.out)
+		}
 		c.srv.armWrite(c)
 	} else {
-		if data && before > 0 && before+n > c.srv.opts.MaxBackpressure {
-			c.backpressureLocked()
-			return ErrBackpressure
-		}
 		c.queue(hdr)
 		c.queue(payload)
 		if c.fd < 0 && !c.flushing {
@@ -246,15 +293,40 @@ func (c *Conn) sendLocked(hdr, payload []byte, data bool) error {
 			go c.flushStream()
 		}
 	}
-	c.sent(data, n)
+	if kind == frameData {
+		c.wantDrainLocked()
+	}
+	c.sent(kind, n)
 	return nil
 }
 
-func (c *Conn) sent(data bool, n int) {
-	if data {
-		c.lastSend.Store(c.srv.now.Load())
+// wantDrainLocked notes that OnDrain is due once the queue empties.
+func (c *Conn) wantDrainLocked() {
+	if c.settings.OnDrain != nil && c.pendingLocked() > 0 {
+		c.drainWanted = true
+	}
+}
+
+func (c *Conn) sent(kind frameKind, n int) {
+	if kind == frameData {
+		c.touch()
 		c.srv.stats.msgsOut.Add(1)
 		c.srv.stats.bytesOut.Add(uint64(n))
+	}
+}
+
+// received notes bytes from the peer: activity, and an answer to a ping.
+func (c *Conn) received() {
+	c.touch()
+	if c.pingAt.Load() != 0 {
+		c.pingAt.Store(0) // any byte answers a ping
+	}
+}
+
+// touch records activity for the idle timeout without a clock read.
+func (c *Conn) touch() {
+	if !c.active.Load() {
+		c.active.Store(true)
 	}
 }
 
@@ -265,33 +337,61 @@ func (c *Conn) queue(b []byte) {
 	if c.out == nil {
 		c.out = getBuf(len(b))
 	} else if c.outHead > 0 && c.outHead == len(c.out) {
-		c.out, c.outHead = c.out[:0], 0
+		c.out, c.outHead, c.outFrame = c.out[:0], 0, 0
 	}
 	if len(c.out)+len(b) > cap(c.out) {
+		// Moving the unsent bytes shifts the frame boundaries: find the
+		// first one that stays before they move.
+		c.frameBoundaryLocked()
 		grown := getBuf(len(c.out) - c.outHead + len(b))
 		grown = append(grown, c.out[c.outHead:]...)
 		putBuf(c.out)
+		c.outFrame -= c.outHead
 		c.out, c.outHead = grown, 0
 	}
 	c.out = append(c.out, b...)
 }
 
-// backpressureLocked drops what is queued for a reader too slow to take it
-// and ends the connection: the close frame is sent only if the socket has
-// room, since the peer is not reading.
+// frameBoundaryLocked returns the index in out of the first frame that the
+// peer has not received a byte of: out[outHead:boundary] is the rest of a
+// frame already partly sent. Frames from outFrame on are whole and ours,
+// so their headers are walked, each at most once.
+func (c *Conn) frameBoundaryLocked() int {
+	i := c.outFrame
+	for i < c.outHead {
+		i += frameSize(c.out[i:])
+	}
+	c.outFrame = i
+	return i
+}
+
+// backpressureLocked ends a connection whose reader is too slow: what is
+// queued is dropped but for the rest of a frame the peer already has the
+// start of, so the 1008 close frame that follows lands at a frame
+// boundary, never inside a cut frame. The closing handshake then runs as
+// usual, bounded by closeGrace.
 func (c *Conn) backpressureLocked() {
 	c.srv.stats.backpressureCloses.Add(1)
-	putBuf(c.out)
-	c.out, c.outHead = nil, 0
-	if !c.closeSent && c.fd >= 0 {
-		var buf [maxControlPayload + 12]byte
-		payload := closePayload(buf[10:10], ClosePolicyViolation, "slow reader")
-		writev(c.fd, appendHeader(buf[:0], opClose, true, false, len(payload)), payload)
-		c.srv.stats.closesSent.add(ClosePolicyViolation)
+	c.drainWanted = false
+	if c.closeSent {
+		return
 	}
-	c.closeSent = true
-	c.wclosed = true
-	c.abort()
+	keep := c.frameBoundaryLocked()
+	if rest := c.out[c.outHead:keep]; len(rest) < cap(c.out)/2 {
+		// Give the (possibly large) queue buffer back now.
+		small := append(getBuf(len(rest)+maxControlPayload+12), rest...)
+		putBuf(c.out)
+		c.out, c.outHead, c.outFrame = small, 0, len(small)
+	} else {
+		c.out = c.out[:keep]
+	}
+	c.closeLocked(ClosePolicyViolation, "slow reader")
+	if c.fd >= 0 {
+		if err := c.flushPollLocked(); err != nil {
+			c.wclosed = true
+			c.abort()
+		}
+	}
 }
 
 // flushPollLocked writes queued bytes to a polled socket until it is full.
@@ -309,19 +409,27 @@ func (c *Conn) flushPollLocked() error {
 		}
 	}
 	putBuf(c.out)
-	c.out, c.outHead = nil, 0
+	c.out, c.outHead, c.outFrame = nil, 0, 0
+	c.pongQueued = false
 	c.afterFlushLocked()
+	if c.drainWanted {
+		// OnDrain runs in the connection's turn, under cbMu.
+		c.srv.scheduleFlush(c)
+	}
 	return nil
 }
 
 // flushStream writes the queue of a goroutine-per-connection socket; it runs
 // on its own goroutine while the queue is not empty, so writers never block.
+// The queue it takes always starts at a frame boundary: a stream write
+// either sends everything or fails.
 func (c *Conn) flushStream() {
 	c.wmu.Lock()
 	for c.outHead < len(c.out) && !c.wclosed {
 		b := c.out[c.outHead:]
 		full := c.out
-		c.out, c.outHead = nil, 0
+		c.out, c.outHead, c.outFrame = nil, 0, 0
+		c.pongQueued = false
 		c.inflight = len(b)
 		c.wmu.Unlock()
 		_, err := c.raw.Write(b)
@@ -339,9 +447,24 @@ func (c *Conn) flushStream() {
 	c.flushing = false
 	c.afterFlushLocked()
 	peerDone := c.peerClosed.Load() && c.closeSent
+	drained := c.drainWanted && c.pendingLocked() == 0
+	c.drainWanted = c.drainWanted && !drained
 	c.wmu.Unlock()
 	if peerDone {
 		c.abort()
+		return
+	}
+	if drained {
+		c.cbMu.Lock()
+		c.drainLocked()
+		c.cbMu.Unlock()
+	}
+}
+
+// drainLocked calls OnDrain; the caller holds cbMu.
+func (c *Conn) drainLocked() {
+	if c.state.Load() == stateOpen && c.settings.OnDrain != nil {
+		c.safely(c.settings.OnDrain)
 	}
 }
 
@@ -364,12 +487,23 @@ func (c *Conn) flushed() bool {
 	return c.pendingLocked() == 0
 }
 
-// sendControl sends a ping or pong; they are dropped once closing.
+// sendControl sends a ping or pong; they are dropped once closing. While a
+// pong waits in the queue further pings get no answer of their own (RFC
+// 6455 section 5.5.3 allows answering only the latest): a peer that pings
+// without reading holds at most one pong here, and a queue over
+// MaxBackpressure closes it like any slow reader.
 func (c *Conn) sendControl(op byte, payload []byte) {
 	var hdr [2]byte
 	c.wmu.Lock()
 	if !c.wclosed && !c.closeSent {
-		c.sendLocked(appendHeader(hdr[:0], op, true, false, len(payload)), payload, false)
+		if op == opPong && c.pongQueued && c.pendingLocked() > 0 {
+			c.srv.stats.pongsSkipped.Add(1)
+		} else {
+			c.sendLocked(appendHeader(hdr[:0], op, true, false, len(payload)), payload, frameControl)
+			if op == opPong && c.pendingLocked() > 0 {
+				c.pongQueued = true
+			}
+		}
 	}
 	c.wmu.Unlock()
 }
@@ -397,7 +531,7 @@ func (c *Conn) finishLocked() {
 	c.wmu.Lock()
 	c.wclosed = true
 	putBuf(c.out)
-	c.out, c.outHead = nil, 0
+	c.out, c.outHead, c.outFrame = nil, 0, 0
 	if c.fd >= 0 {
 		c.srv.detach(c)
 		closeFD(c.fd)
@@ -405,13 +539,35 @@ func (c *Conn) finishLocked() {
 	} else if c.raw != nil {
 		c.raw.Close()
 	}
+	var tasks []taskEntry
+	if c.tasks != nil {
+		tasks = *c.tasks
+	}
+	c.tasks, c.tasksDone = nil, true
+	c.resumeLocked()
 	c.wmu.Unlock()
 	c.rs.release()
 	c.srv.reg.remove(c)
 	c.srv.pubsub.dropAll(c)
 	c.srv.stats.closed.Add(1)
+	// Each work still addressed to the connection is settled, so that
+	// every Each's onFinish still comes once.
+	for _, t := range tasks {
+		t.settle(c)
+	}
 	if c.settings.OnClose != nil {
 		c.safely(c.settings.OnClose)
+	}
+}
+
+// resetLocked makes the coming close of the socket a reset: the kernel
+// drops what the peer never read instead of holding it for minutes.
+// The caller holds wmu.
+func (c *Conn) resetLocked() {
+	if c.fd >= 0 {
+		resetOnClose(c.fd)
+	} else if tc, ok := c.raw.(*net.TCPConn); ok {
+		tc.SetLinger(0)
 	}
 }
 
@@ -424,14 +580,16 @@ func (c *Conn) safely(f func(*Conn)) {
 
 // recoverPanic, deferred around user code, turns a panic into a log line
 // with its stack and the end of the one connection it happened on, as
-// net/http does for a handler.
+// net/http does for a handler. The lines are rate limited: a panic that
+// every client can trigger must not become a log flood.
 func (s *Server) recoverPanic(c *Conn) {
 	if r := recover(); r != nil {
+		s.stats.panics.Add(1)
 		if c == nil { // onFinish of an Each with no originator
-			s.log.Error("wsext: panic in a callback", "panic", r, "stack", string(debug.Stack()))
+			s.logs.Error("panic", "wsext: panic in a callback", "panic", r, "stack", string(debug.Stack()))
 			return
 		}
-		s.log.Error("wsext: panic in a callback", "conn", c.String(), "panic", r, "stack", string(debug.Stack()))
+		s.logs.Error("panic", "wsext: panic in a callback", "conn", c.String(), "panic", r, "stack", string(debug.Stack()))
 		// The closing handshake stops further callbacks and ends the
 		// connection when the peer answers, or after closeGrace.
 		c.CloseWithCode(CloseInternalError, "internal error")
@@ -450,10 +608,15 @@ func (c *Conn) fail(err error) {
 	c.CloseWithCode(code, reason)
 }
 
-// checkTimeouts is the reaper's look at one connection.
+// checkTimeouts is the reaper's look at one connection; now is the
+// reaper's reading of Server.mono.
 func (c *Conn) checkTimeouts(now int64) {
 	switch c.state.Load() {
 	case stateOpen:
+		if c.active.Load() {
+			c.active.Store(false)
+			c.lastActive = now
+		}
 		if c.timeout <= 0 {
 			return
 		}
@@ -461,18 +624,24 @@ func (c *Conn) checkTimeouts(now int64) {
 			if now-p >= c.timeout {
 				c.srv.stats.timeouts.Add(1)
 				c.CloseWithCode(CloseGoingAway, "no answer to ping")
+				c.wmu.Lock()
+				c.resetLocked()
+				c.wmu.Unlock()
 				c.abort()
 			}
 			return
 		}
-		last := max(c.lastRecv.Load(), c.lastSend.Load())
-		if now-last >= c.timeout {
+		if now-c.lastActive >= c.timeout {
 			c.pingAt.Store(now)
 			c.srv.stats.pingsSent.Add(1)
 			c.sendControl(opPing, nil)
 		}
 	case stateClosing:
 		if now >= c.closeBy.Load() {
+			// The peer neither answered our close nor read it.
+			c.wmu.Lock()
+			c.resetLocked()
+			c.wmu.Unlock()
 			c.abort()
 		}
 	}

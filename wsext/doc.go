@@ -28,8 +28,9 @@
 // Timeout (default 40 s) is the idle time after which a ping is sent; each
 // connection keeps the value current when it opened. A peer that then sends
 // nothing at all, not even a pong, for another Timeout is closed and gets
-// OnClose. Timing is checked once a second, so it is fuzzy by a second or
-// two, as the spec allows.
+// OnClose. Timing is checked once a second (ReaperInterval): a ping never
+// comes early and at most a second late, as the spec's fuzzy timing
+// allows, and a Timeout under a second is rounded up to one second.
 //
 // # Callbacks and ordering
 //
@@ -40,10 +41,14 @@
 // message is always valid UTF-8; a connection that sends anything else is
 // closed with 1007.
 //
-// Each(originator, task, arg, onFinish) runs task for every connection of
-// the process but the originator, on another goroutine, then onFinish once.
-// A task never runs at the same time as one of its connection's callbacks.
-// Each calls run one after the other in call order.
+// Each(originator, task, arg, onFinish) queues task to every connection of
+// the process but the originator and returns; each connection runs it in
+// its own turn, like a callback, then onFinish runs once, in the
+// originator's turn, after every task. A task never runs at the same time
+// as one of its connection's callbacks, a connection busy in a callback
+// delays only its own tasks, and one connection gets the tasks of several
+// Each calls in call order. A callback must therefore never wait for its
+// own connection's onFinish: it would wait for itself.
 //
 // # Concurrency
 //
@@ -51,9 +56,49 @@
 // the peer: what the socket cannot take is queued, and a connection whose
 // queue would pass Options.MaxBackpressure is closed with 1008
 // (ClosePolicyViolation) and Write returns ErrBackpressure, so one stuck
-// reader never holds up a broadcast. Frames from concurrent writers never
-// interleave. Close and CloseWithCode start the closing handshake and end
-// the connection when the peer answers, or after a few seconds.
+// reader never holds up a broadcast. A writer that would rather wait
+// watches Conn.BufferedAmount and Settings.OnDrain. Frames from concurrent
+// writers never interleave. Close and CloseWithCode start the closing
+// handshake and end the connection when the peer answers, or after a few
+// seconds.
+//
+// # Resource model
+//
+// Every byte wsext holds has a bound and a policy at the bound. One
+// hostile client can therefore cost at most its own row of this table,
+// and never ends the process: every callback, Each task, onFinish and
+// Engine call runs under recover, and repeated errors log one line a
+// second at most.
+//
+//	what is held                  bound                          at the bound
+//	----------------------------  -----------------------------  ---------------------------------------
+//	outgoing queue (data, pong)   MaxBackpressure (1 MiB) per    Write returns ErrBackpressure; queued
+//	                              connection; an empty queue     whole frames are dropped, the rest of a
+//	                              takes one message of any size  frame already begun is sent, then close
+//	                                                             1008 at that frame boundary; the peer
+//	                                                             has 3 s to read it, then a TCP reset
+//	pong replies                  one queued pong per            further pings get no pong of their own
+//	                              connection                     (Stats.PongsSkipped); RFC 6455 5.5.3
+//	incoming message              MaxMsgSize, after inflating,   close 1009 before the excess is read
+//	                              summed over fragments
+//	incoming control frame        125 bytes                      close 1002
+//	compression state             none between messages (no      -
+//	                              context takeover); pooled
+//	Each tasks queued to one      4096 per connection            close 1008 "too much pending work";
+//	connection                                                   the tasks it will not run count as done
+//	Each calls one connection     16 per connection              its socket is read no further until one
+//	originated, unfinished                                       finishes: TCP slows the sender down
+//	a broadcast message           one copy (PreparedMessage),    freed by Release
+//	                              shared by every recipient
+//	pub/sub delivery              each subscriber's queue        as the outgoing queue
+//	an idle connection            no buffer, no goroutine        -
+//	closing handshake             3 s                            the connection is reset
+//	idle peer                     Timeout, then a ping, then     close 1001 and reset
+//	                              Timeout again
+//
+// Limits on connections themselves (how many, per address, handshake
+// time) belong to the fasthttp server around wsext; the wsd daemon sets
+// them (see its README).
 //
 // # Engine
 //

@@ -13,6 +13,9 @@ var (
 	// reader would pass Options.MaxBackpressure; the connection is closed with
 	// ClosePolicyViolation.
 	ErrBackpressure = errors.New("wsext: too many bytes queued for a slow reader")
+	// ErrReleased is returned by WritePrepared for a PreparedMessage after
+	// its Release.
+	ErrReleased = errors.New("wsext: prepared message written after Release")
 	// ErrShutdown is returned by Upgrade once the server is shutting down.
 	ErrShutdown = errors.New("wsext: server is shutting down")
 	// ErrInvalidUTF8 is returned by Write for a text message that is not

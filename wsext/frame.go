@@ -127,3 +127,17 @@ func closePayload(dst []byte, code int, reason string) []byte {
 	}
 	return append(dst, reason...)
 }
+
+// frameSize returns the length, header included, of the unmasked frame
+// that b starts with: one of ours, so its header is known to be whole and
+// well formed.
+func frameSize(b []byte) int {
+	switch n := int(b[1] & 0x7f); n {
+	case 126:
+		return 4 + int(binary.BigEndian.Uint16(b[2:]))
+	case 127:
+		return 10 + int(binary.BigEndian.Uint64(b[2:]))
+	default:
+		return 2 + n
+	}
+}

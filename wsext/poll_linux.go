@@ -153,26 +153,37 @@ func (c *Conn) turn(buf []byte) (more bool) {
 	return c.process(buf)
 }
 
-// process reads what the socket has and dispatches it; it reports whether
-// the connection should be looked at again because it still had bytes.
+// tasksPerTurn bounds the Each tasks one turn runs, so that a connection
+// with a long queue does not hold a worker from the others.
+const tasksPerTurn = 256
+
+// process runs a connection's turn: it sends what is queued, runs the Each
+// tasks addressed to it, and reads and dispatches what the socket has. It
+// reports whether the connection should be looked at again because work
+// remained.
 func (c *Conn) process(buf []byte) (more bool) {
 	c.cbMu.Lock()
 	defer c.cbMu.Unlock()
 	if c.state.Load() == stateClosed {
 		return false
 	}
-	c.wmu.Lock()
-	if c.outHead < len(c.out) {
-		if err := c.flushPollLocked(); err != nil {
-			c.wclosed = true
-			c.wmu.Unlock()
-			c.finishLocked()
-			return false
-		}
+	if !c.flushTurnLocked() {
+		return false
 	}
+	more = c.runTasksLocked(tasksPerTurn)
+	if c.state.Load() == stateClosed {
+		return false
+	}
+	c.wmu.Lock()
+	paused := c.eachPausedLocked()
 	c.wmu.Unlock()
+	if paused {
+		// Read no further: eachFinished schedules the connection again,
+		// and readable stays set for that turn.
+		return more
+	}
 	if !c.readable.Swap(false) {
-		return false // scheduled to flush, or the socket drained: nothing to read
+		return more // scheduled to flush or run tasks, or the socket drained
 	}
 	for range 16 {
 		target := c.directTarget()
@@ -200,13 +211,17 @@ func (c *Conn) process(buf []byte) (more bool) {
 				c.finishLocked()
 				return false
 			}
+			if c.eachOut.Load() >= eachWindow {
+				c.readable.Store(true) // the next turn pauses, or reads on
+				return true
+			}
 			if n < len(target) && !c.hangup.Load() {
-				return false
+				return more
 			}
 			continue
 		}
 		if errors.Is(err, unix.EAGAIN) {
-			return false
+			return more
 		}
 		if errors.Is(err, unix.EINTR) {
 			continue
@@ -218,11 +233,28 @@ func (c *Conn) process(buf []byte) (more bool) {
 	return true
 }
 
-func (c *Conn) received() {
-	c.lastRecv.Store(c.srv.now.Load())
-	if c.pingAt.Load() != 0 {
-		c.pingAt.Store(0) // any byte answers a ping
+// flushTurnLocked sends the queue as far as the socket takes it and calls
+// OnDrain once it is empty after a queued write; it reports false when the
+// connection failed and is finished. The caller holds cbMu.
+func (c *Conn) flushTurnLocked() bool {
+	c.wmu.Lock()
+	if c.outHead < len(c.out) {
+		if err := c.flushPollLocked(); err != nil {
+			c.wclosed = true
+			c.wmu.Unlock()
+			c.finishLocked()
+			return false
+		}
 	}
+	drained := c.drainWanted && c.pendingLocked() == 0
+	if drained {
+		c.drainWanted = false
+	}
+	c.wmu.Unlock()
+	if drained {
+		c.drainLocked()
+	}
+	return true
 }
 
 // pollAttach moves a hijacked plain TCP connection to the poller: it
@@ -392,5 +424,10 @@ func writev(fd int, a, b []byte) (int, error) {
 }
 
 func shutdownWrite(fd int) { unix.Shutdown(fd, unix.SHUT_WR) }
+
+// resetOnClose makes close(fd) send a reset and drop unsent bytes.
+func resetOnClose(fd int) {
+	unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+}
 
 func closeFD(fd int) { unix.Close(fd) }

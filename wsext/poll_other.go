@@ -21,3 +21,4 @@ func write(int, []byte) (int, error)                  { return 0, errors.ErrUnsu
 func writev(int, []byte, []byte) (int, error)         { return 0, errors.ErrUnsupported }
 func shutdownWrite(int)                               {}
 func closeFD(int)                                     {}
+func resetOnClose(int)                                {}

@@ -2,6 +2,7 @@ package wsext
 
 import (
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"unicode/utf8"
 )
@@ -81,7 +82,7 @@ func (p *pubsub) engine() (Engine, error) {
 	// infallible, and nothing can arrive for a process that has neither
 	// subscribed nor published.
 	p.startOnce.Do(func() {
-		if err := e.Start(p.srv.deliverLocal); err != nil {
+		if err := p.engineCall(opStart, e, "", nil, false); err != nil {
 			p.startErr = fmt.Errorf("wsext: starting the pub/sub engine: %w", err)
 		}
 	})
@@ -196,9 +197,9 @@ func (p *pubsub) syncEngine(channel string) error {
 			return nil
 		}
 		if want {
-			err = e.Subscribe(channel)
+			err = p.engineCall(opSubscribe, e, channel, nil, false)
 		} else {
-			err = e.Unsubscribe(channel)
+			err = p.engineCall(opUnsubscribe, e, channel, nil, false)
 		}
 		if err != nil {
 			if want {
@@ -206,7 +207,7 @@ func (p *pubsub) syncEngine(channel string) error {
 			}
 			// The engine may still forward the channel; deliverLocal finds
 			// no subscriber and drops what comes.
-			p.srv.log.Warn("wsext: unsubscribing through the engine", "channel", channel, "err", err)
+			p.srv.logs.Warn("engine unsubscribe", "wsext: unsubscribing through the engine", "channel", channel, "err", err)
 			return fmt.Errorf("wsext: unsubscribing from %q through the engine: %w", channel, err)
 		}
 		p.mu.Lock()
@@ -268,7 +269,7 @@ func (s *Server) publish(except *Conn, channel string, data []byte, isText bool)
 	if e == nil || err != nil {
 		return err
 	}
-	if err := e.Publish(channel, data, isText); err != nil {
+	if err := s.pubsub.engineCall(opPublish, e, channel, data, isText); err != nil {
 		return fmt.Errorf("wsext: publishing on %q through the engine: %w", channel, err)
 	}
 	return nil
@@ -308,3 +309,36 @@ func (s *Server) deliver(except *Conn, channel string, data []byte, isText bool)
 }
 
 var subsPool = sync.Pool{New: func() any { s := make([]*Conn, 0, 64); return &s }}
+
+// The engine's methods, for engineCall.
+const (
+	opStart = iota
+	opPublish
+	opSubscribe
+	opUnsubscribe
+)
+
+var engineOpNames = [...]string{"Start", "Publish", "Subscribe", "Unsubscribe"}
+
+// engineCall calls one of the engine's methods. An engine is code from
+// outside this package: a panic in it becomes an error for this one call
+// (and a rate-limited log line), never the end of the process.
+func (p *pubsub) engineCall(op int, e Engine, channel string, data []byte, isText bool) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.srv.stats.panics.Add(1)
+			p.srv.logs.Error("engine panic", "wsext: panic in the pub/sub engine", "method", engineOpNames[op], "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("wsext: the pub/sub engine panicked in %s: %v", engineOpNames[op], r)
+		}
+	}()
+	switch op {
+	case opStart:
+		return e.Start(p.srv.deliverLocal)
+	case opPublish:
+		return e.Publish(channel, data, isText)
+	case opSubscribe:
+		return e.Subscribe(channel)
+	default:
+		return e.Unsubscribe(channel)
+	}
+}

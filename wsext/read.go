@@ -154,16 +154,24 @@ func (c *Conn) beginFrame(h []byte) error {
 		return protocolError("unmasked client frame")
 	}
 	// 3. Payload length, 7, 7+16 or 7+64 bits.
+	// Section 5.2: "the minimal number of bytes MUST be used to encode
+	// the length".
 	var length int64
 	switch l := b1 & 0x7f; l {
 	case 126:
 		length = int64(binary.BigEndian.Uint16(h[2:]))
+		if length < 126 {
+			return protocolError("payload length not in its minimal encoding")
+		}
 	case 127:
 		u := binary.BigEndian.Uint64(h[2:])
 		if u>>63 != 0 {
 			return protocolError("payload length has its top bit set")
 		}
 		length = int64(u)
+		if length <= 0xffff {
+			return protocolError("payload length not in its minimal encoding")
+		}
 	default:
 		length = int64(l)
 	}
@@ -208,7 +216,8 @@ func (c *Conn) beginFrame(h []byte) error {
 		if rs.compressed {
 			limit += limit/64 + 1024
 		}
-		if rs.msgLen+length > limit {
+		// Subtracting, not adding: length may be as large as 2^63-1.
+		if length > limit-rs.msgLen {
 			c.srv.stats.tooBig.Add(1)
 			return &closeError{CloseMessageTooBig, "message too big"}
 		}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
+
+	"github.com/wsd-server/wsd/internal/ratelog"
 )
 
 // Defaults of the global settings, as in the spec.
@@ -18,6 +20,10 @@ const (
 	DefaultTimeout         = 40 * time.Second
 	DefaultMaxBackpressure = 1 << 20
 )
+
+// MaxMsgSizeLimit is the largest value SetMaxMsgSize takes: 2^62 bytes, far
+// beyond memory, and half the int64 range so that limits plus slack fit.
+const MaxMsgSizeLimit = 1 << 62
 
 // closeGrace bounds the close handshake: a peer that has not answered our
 // close frame within it is disconnected.
@@ -68,12 +74,12 @@ type Server struct {
 	shutdown  atomic.Bool
 	nextUUID  atomic.Uint64
 	reg       registry
-	now       atomic.Int64 // coarse clock in seconds, ticked by the reaper
+	epoch     time.Time // the zero of mono
+	logs      *ratelog.Limiter
 	startOnce sync.Once
 	done      chan struct{} // closed when the last connection ended after Shutdown
 	stats     counters
 	pubsub    pubsub
-	eachQ     eachQueue
 }
 
 // NewServer returns a Server with the default settings.
@@ -93,13 +99,11 @@ func NewServer(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger}
+	s := &Server{opts: opts, log: opts.Logger, epoch: time.Now(), logs: ratelog.New(opts.Logger, 0)}
 	s.maxMsg.Store(DefaultMaxMsgSize)
 	s.timeout.Store(int64(DefaultTimeout))
-	s.now.Store(time.Now().Unix())
 	s.reg.init()
 	s.pubsub.init(s)
-	s.eachQ.run = s.runEach
 	s.upgrader = websocket.FastHTTPUpgrader{
 		// The library's own reader is never used, only its handshake: keep
 		// the buffers it makes per upgrade minimal.
@@ -118,10 +122,11 @@ func (s *Server) MaxMsgSize() int64 { return s.maxMsg.Load() }
 // SetMaxMsgSize sets the incoming message size limit; it applies from the
 // next message on every connection. A message over it (after decompression)
 // closes its connection with CloseMessageTooBig.
+//
+// n is clamped to 1..MaxMsgSizeLimit, so that the size arithmetic on
+// frames announcing up to 2^63-1 bytes cannot overflow.
 func (s *Server) SetMaxMsgSize(n int64) {
-	if n < 1 {
-		n = 1
-	}
+	n = min(max(n, 1), MaxMsgSizeLimit)
 	s.maxMsg.Store(n)
 }
 
@@ -131,9 +136,17 @@ func (s *Server) Timeout() time.Duration { return time.Duration(s.timeout.Load()
 // SetTimeout sets the idle time after which a ping is sent to a connection;
 // a connection that then stays silent for another d is closed. Each
 // connection keeps the value current when it opened. 0 disables pings.
+//
+// Timeouts are checked once a second (ReaperInterval): a ping comes after
+// at least d of silence, never earlier, and at most a second later. A d
+// under one second is rounded up to one second rather than silently
+// disabling pings.
 func (s *Server) SetTimeout(d time.Duration) {
-	if d < 0 {
+	switch {
+	case d < 0:
 		d = 0
+	case d > 0 && d < ReaperInterval:
+		d = ReaperInterval
 	}
 	s.timeout.Store(int64(d))
 }
@@ -141,40 +154,6 @@ func (s *Server) SetTimeout(d time.Duration) {
 // Count returns the number of open connections of this server in this
 // process.
 func (s *Server) Count() int { return int(s.reg.count.Load()) }
-
-// Each runs task(ws, arg) for every open connection of the server in this
-// process except originator (every one when originator is nil), then
-// onFinish(originator, arg) once, after every task ran. It returns at once:
-// the tasks run on the server's Each goroutine, one Each call after the
-// other in the order they were made, so messages broadcast with Each arrive
-// in order. A task for a connection never runs while one of that
-// connection's callbacks does, nor does onFinish for the originator.
-// onFinish may be nil.
-func (s *Server) Each(originator *Conn, task func(ws *Conn, arg any), arg any, onFinish func(originator *Conn, arg any)) {
-	s.eachQ.push(eachJob{originator, task, arg, onFinish})
-}
-
-func (s *Server) runEach(j eachJob) {
-	s.reg.each(func(c *Conn) {
-		if c == j.originator {
-			return
-		}
-		c.cbMu.Lock()
-		defer c.cbMu.Unlock()
-		defer s.recoverPanic(c)
-		if c.state.Load() < stateClosed && c.attached {
-			j.task(c, j.arg)
-		}
-	})
-	if j.onFinish != nil {
-		if o := j.originator; o != nil {
-			o.cbMu.Lock()
-			defer o.cbMu.Unlock()
-		}
-		defer s.recoverPanic(j.originator)
-		j.onFinish(j.originator, j.arg)
-	}
-}
 
 // Shutdown stops the server: new upgrades are refused (503), every open
 // connection gets OnShutdown, then a close frame with CloseGoingAway, then
@@ -218,15 +197,22 @@ func (s *Server) start() {
 	s.startOnce.Do(func() { go s.reap() })
 }
 
-// reap ticks the coarse clock and enforces the idle and close timeouts. A
-// single goroutine scanning every connection once a second costs less than a
-// timer per connection, and the spec allows a fuzzy second or two.
+// ReaperInterval is how often a Server looks for idle connections and
+// unanswered closes: the resolution of Timeout.
+const ReaperInterval = time.Second
+
+// mono reads the server's monotonic clock, in nanoseconds since NewServer.
+func (s *Server) mono() int64 { return int64(time.Since(s.epoch)) }
+
+// reap enforces the idle and close timeouts. A single goroutine scanning
+// every connection once a second costs less than a timer per connection,
+// and the spec allows a fuzzy second or two. The hot paths only flag
+// activity; the reaper reads the clock.
 func (s *Server) reap() {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(ReaperInterval)
 	defer tick.Stop()
-	for t := range tick.C {
-		now := t.Unix()
-		s.now.Store(now)
+	for range tick.C {
+		now := s.mono()
 		s.reg.each(func(c *Conn) { c.checkTimeouts(now) })
 	}
 }

@@ -14,6 +14,9 @@ type counters struct {
 	timeouts           atomic.Uint64
 	backpressureCloses atomic.Uint64
 	tooBig             atomic.Uint64
+	pongsSkipped       atomic.Uint64
+	taskOverflows      atomic.Uint64
+	panics             atomic.Uint64
 	closesSent         closeCounter
 	closesReceived     closeCounter
 }
@@ -97,6 +100,9 @@ type Stats struct {
 	Timeouts           uint64            // connections closed for not answering a ping
 	BackpressureCloses uint64            // connections closed for reading too slowly
 	TooBig             uint64            // messages over the size limit
+	PongsSkipped       uint64            // pings not answered because a pong was still queued
+	TaskOverflows      uint64            // Each tasks refused to a connection with maxTasks queued (it is closed)
+	Panics             uint64            // panics recovered in callbacks, tasks and onFinish
 	ClosesSent         map[string]uint64 // close frames sent, by code ("1000", ..., "application", "none")
 	ClosesReceived     map[string]uint64 // close frames received, by code
 }
@@ -123,6 +129,9 @@ func (s *Server) Stats() Stats {
 		Timeouts:           st.timeouts.Load(),
 		BackpressureCloses: st.backpressureCloses.Load(),
 		TooBig:             st.tooBig.Load(),
+		PongsSkipped:       st.pongsSkipped.Load(),
+		TaskOverflows:      st.taskOverflows.Load(),
+		Panics:             st.panics.Load(),
 		ClosesSent:         st.closesSent.snapshot(),
 		ClosesReceived:     st.closesReceived.snapshot(),
 	}

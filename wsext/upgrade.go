@@ -27,7 +27,10 @@ func (s *Server) Upgrade(ctx *fasthttp.RequestCtx, settings Settings) error {
 		uuid:     s.nextUUID.Add(1),
 		fd:       -1,
 		regIdx:   -1,
-		timeout:  int64(s.Timeout() / time.Second),
+		timeout:  int64(s.Timeout()),
+		// Known before the handshake, so that OnClose after a failed
+		// upgrade can log it too.
+		remote: ctx.RemoteAddr(),
 	}
 	if status, reason := s.precheck(ctx); status != 0 {
 		handshakeFailed(ctx, status, errString(reason))
@@ -112,7 +115,7 @@ func (s *Server) failUpgrade(c *Conn, status int, reason string) error {
 	s.stats.upgradeFailures[reasonIdx].Add(1)
 	c.state.Store(stateClosed)
 	if c.settings.OnClose != nil {
-		c.settings.OnClose(c)
+		c.safely(c.settings.OnClose)
 	}
 	return &HandshakeError{Status: status, Reason: reason}
 }
@@ -120,10 +123,10 @@ func (s *Server) failUpgrade(c *Conn, status int, reason string) error {
 // attach runs on fasthttp's hijack goroutine once the 101 is out.
 func (s *Server) attach(c *Conn, hj net.Conn) {
 	s.start()
-	now := s.now.Load()
-	c.lastRecv.Store(now)
-	c.lastSend.Store(now)
-	c.remote = hj.RemoteAddr()
+	c.lastActive = s.mono()
+	if a := hj.RemoteAddr(); a != nil {
+		c.remote = a
+	}
 	raw := hj
 	if u, ok := hj.(interface{ UnsafeConn() net.Conn }); ok {
 		// fasthttp ignores Close on the hijacked wrapper; the real
@@ -190,6 +193,7 @@ func (c *Conn) serveStream(r io.Reader) {
 		if n > 0 && c.streamChunk(buf[:n]) {
 			return
 		}
+		c.waitEachWindow()
 		if err != nil {
 			c.cbMu.Lock()
 			c.finishLocked()
