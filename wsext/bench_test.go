@@ -1,3 +1,5 @@
+//go:build linux
+
 package wsext
 
 import (
@@ -56,7 +58,7 @@ func pollPair(tb testing.TB, s *Server, settings Settings) (*Conn, net.Conn) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := getEngine(); err != nil {
+	if _, err := getPoller(); err != nil {
 		tb.Skip("no poller:", err)
 	}
 	unix.SetNonblock(fds[0], true)

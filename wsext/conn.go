@@ -52,7 +52,9 @@ type Conn struct {
 
 	peerClosed atomic.Bool // the peer's close frame arrived
 
-	sched    atomic.Int32 // poller scheduling: idle, queued/running, running with another event
+	loop     int32        // index of the owning event loop, -1 when not polled; fixed before the connection is shared
+	sched    atomic.Int32 // on the loop's ready list: idle, listed, listed again
+	missed   atomic.Bool  // a loop skipped a turn because cbMu was held (see unlock)
 	readable atomic.Bool  // the poller saw bytes (or an end) to read
 	hangup   atomic.Bool  // the poller saw the peer's end: read until EOF
 
@@ -457,7 +459,16 @@ func (c *Conn) flushStream() {
 	if drained {
 		c.cbMu.Lock()
 		c.drainLocked()
-		c.cbMu.Unlock()
+		c.unlock()
+	}
+}
+
+// unlock releases cbMu. A loop that found it held skipped the
+// connection's turn and left word in missed: the turn is owed now.
+func (c *Conn) unlock() {
+	c.cbMu.Unlock()
+	if c.missed.Load() && c.missed.CompareAndSwap(true, false) {
+		c.srv.scheduleFlush(c)
 	}
 }
 
@@ -518,7 +529,7 @@ func (c *Conn) abort() {
 	go func() {
 		c.cbMu.Lock()
 		c.finishLocked()
-		c.cbMu.Unlock()
+		c.unlock()
 	}()
 }
 

@@ -149,7 +149,7 @@ func (c *Conn) runTasksStream() {
 		c.cbMu.Lock()
 		for c.runTasksLocked(maxTasks) {
 		}
-		c.cbMu.Unlock()
+		c.unlock()
 		c.wmu.Lock()
 		if c.tasks == nil {
 			c.taskRunner = false

@@ -2,6 +2,7 @@ package wsext
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -16,105 +17,188 @@ import (
 
 // The poller: after the handshake a plain TCP connection leaves fasthttp's
 // goroutine. Its socket (a duplicate of fasthttp's, which fasthttp then
-// closes) is watched by epoll, edge-triggered, and handed to a bounded pool
-// of worker goroutines only when the kernel reports bytes to read or room
-// to write. An idle connection thus costs its Conn and a table slot: no
-// goroutine, no buffer.
+// closes) joins one of N event loops, N = GOMAXPROCS. Each loop owns an
+// edge-triggered epoll set and runs to completion: the goroutine that sees
+// a socket readable reads it, parses, runs OnMessage and sends what was
+// written, with no hand-off to another goroutine (uWebSockets' model, and
+// gnet's and nbio's in Go). Work from other goroutines (a Write that found
+// the socket full, Each tasks, a resumed reader) reaches the owning loop
+// through its ready list and an eventfd wake-up. An idle connection costs
+// its Conn and a table slot: no goroutine, no buffer.
+//
+// The rule that follows: a callback runs on a loop shared with other
+// connections, so it must not block. A loop that stays in one turn for
+// over a second is logged (rate limited) with the connection it ran;
+// Options.GoroutinePerConn is the way out for callbacks that must block.
 
 var errAgain = unix.EAGAIN
 
-type engine struct {
-	epfds   []int
-	work    chan *Conn
-	table   fdTable
-	workers atomic.Int32
-	spawnMu sync.Mutex
+type poller struct {
+	loops []*loop
+	table fdTable
+}
+
+// loop is one event loop: an epoll set, the goroutine that runs it, and
+// the list of its connections that other goroutines have work for.
+type loop struct {
+	epfd   int
+	wakefd int // eventfd: a write wakes the loop from epoll_wait
+
+	mu       sync.Mutex
+	ready    []*Conn
+	spare    []*Conn
+	sleeping atomic.Bool // in a blocking epoll_wait: a scheduler must wake it
+
+	// primary is the goroutine that runs the loop. One whose callback
+	// blocks is replaced (see watch); it leaves when its turn ends.
+	primary atomic.Pointer[runner]
+}
+
+// runner is one goroutine running a loop, with what watch needs to see it
+// stuck: turns counts its turns, turn names the connection in one.
+type runner struct {
+	turns atomic.Uint64
+	turn  atomic.Pointer[Conn]
+	seen  uint64 // turns at watch's last look; watch's own
+	stuck int    // watch's looks in a row that found the same turn; watch's own
 }
 
 var (
-	engineOnce sync.Once
-	theEngine  *engine
-	engineErr  error
+	pollerOnce sync.Once
+	thePoller  *poller
+	pollerErr  error
 )
 
-func getEngine() (*engine, error) {
-	engineOnce.Do(func() {
-		n := (runtime.GOMAXPROCS(0) + 3) / 4
-		e := &engine{work: make(chan *Conn, 16384)}
-		for range n {
-			fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+func getPoller() (*poller, error) {
+	pollerOnce.Do(func() {
+		p := &poller{}
+		for range max(runtime.GOMAXPROCS(0), 1) {
+			l, err := newLoop()
 			if err != nil {
-				engineErr = err
+				pollerErr = err
 				return
 			}
-			e.epfds = append(e.epfds, fd)
+			p.loops = append(p.loops, l)
 		}
-		for _, fd := range e.epfds {
-			go e.poll(fd)
+		for _, l := range p.loops {
+			r := &runner{}
+			l.primary.Store(r)
+			go l.run(p, r)
 		}
-		theEngine = e
+		go p.watch()
+		thePoller = p
 	})
-	return theEngine, engineErr
+	return thePoller, pollerErr
 }
 
-// ensureWorkers starts worker goroutines up to n; they live as long as the
-// process, like the poller.
-func (e *engine) ensureWorkers(n int) {
-	if int(e.workers.Load()) >= n {
-		return
+func newLoop() (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("wsext: epoll_create: %w", err)
 	}
-	e.spawnMu.Lock()
-	for int(e.workers.Load()) < n {
-		e.workers.Add(1)
-		go e.worker()
+	wfd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("wsext: eventfd: %w", err)
 	}
-	e.spawnMu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wfd)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wfd)
+		return nil, fmt.Errorf("wsext: epoll_ctl: %w", err)
+	}
+	return &loop{epfd: epfd, wakefd: wfd}, nil
 }
 
-func (e *engine) poll(epfd int) {
+// loopFor picks the loop of a new connection's descriptor.
+func (p *poller) loopFor(fd int) int32 { return int32(fd % len(p.loops)) }
+
+func (l *loop) run(p *poller, r *runner) {
 	events := make([]unix.EpollEvent, 256)
-	for {
-		n, err := unix.EpollWait(epfd, events, -1)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
+	buf := make([]byte, 64<<10)
+	for l.primary.Load() == r {
+		// Poll without blocking first: under load there is nearly always
+		// something, and a blocking system call costs the scheduler more.
+		n, err := unix.EpollWait(l.epfd, events, 0)
+		if n == 0 && err == nil && !l.hasReady() {
+			l.sleeping.Store(true)
+			if l.hasReady() {
+				l.sleeping.Store(false)
+			} else {
+				n, err = unix.EpollWait(l.epfd, events, -1)
+				l.sleeping.Store(false)
 			}
+		}
+		if err != nil && !errors.Is(err, unix.EINTR) {
 			panic("wsext: epoll_wait: " + err.Error())
 		}
 		for i := range n {
-			if c := e.table.get(int(events[i].Fd)); c != nil {
-				if events[i].Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-					c.readable.Store(true)
-				}
-				if events[i].Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-					// The end came with this edge: no other edge will
-					// announce it, so a short read must not stop the reading.
-					c.hangup.Store(true)
-				}
-				e.schedule(c)
+			fd := int(events[i].Fd)
+			if fd == l.wakefd {
+				var b [8]byte
+				unix.Read(l.wakefd, b[:])
+				continue
 			}
+			c := p.table.get(fd)
+			if c == nil {
+				continue
+			}
+			if events[i].Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				c.readable.Store(true)
+			}
+			if events[i].Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				// The end came with this edge: no other edge will
+				// announce it, so a short read must not stop the reading.
+				c.hangup.Store(true)
+			}
+			l.turnOf(r, c, buf, false)
 		}
+		l.runReady(r, buf)
 	}
 }
 
-// Scheduling states: a connection is queued or processed by one worker at
-// a time; an event arriving meanwhile makes that worker look again.
+func (l *loop) hasReady() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.ready) > 0
+}
+
+// runReady gives a turn to every connection scheduled from elsewhere.
+func (l *loop) runReady(r *runner, buf []byte) {
+	l.mu.Lock()
+	batch := l.ready
+	l.ready, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	for i, c := range batch {
+		batch[i] = nil
+		l.turnOf(r, c, buf, true)
+	}
+	l.mu.Lock()
+	if l.spare == nil && cap(batch) <= 1<<16 {
+		l.spare = batch[:0]
+	}
+	l.mu.Unlock()
+}
+
+// Scheduling states of a connection on its loop's ready list: listed at
+// most once; work arriving during its turn lists it again after.
 const (
 	schedIdle int32 = iota
-	schedRunning
+	schedListed
 	schedAgain
 )
 
-func (e *engine) schedule(c *Conn) {
+// schedule lists c for a turn on its loop, from any goroutine.
+func (l *loop) schedule(c *Conn) {
 	for {
 		switch c.sched.Load() {
 		case schedIdle:
-			if c.sched.CompareAndSwap(schedIdle, schedRunning) {
-				e.work <- c
+			if c.sched.CompareAndSwap(schedIdle, schedListed) {
+				l.list(c)
 				return
 			}
-		case schedRunning:
-			if c.sched.CompareAndSwap(schedRunning, schedAgain) {
+		case schedListed:
+			if c.sched.CompareAndSwap(schedListed, schedAgain) {
 				return
 			}
 		default:
@@ -123,25 +207,66 @@ func (e *engine) schedule(c *Conn) {
 	}
 }
 
-func (e *engine) worker() {
-	buf := make([]byte, 64<<10)
-	for c := range e.work {
-		for {
-			if c.turn(buf) {
-				// A busy connection goes to the back of the queue so that
-				// others get their turn; if the queue is full, go on.
-				c.sched.Store(schedRunning)
-				select {
-				case e.work <- c:
-				default:
-					continue
-				}
-				break
+func (l *loop) list(c *Conn) {
+	l.mu.Lock()
+	l.ready = append(l.ready, c)
+	l.mu.Unlock()
+	if l.sleeping.Load() && l.sleeping.CompareAndSwap(true, false) {
+		var one = [8]byte{1}
+		unix.Write(l.wakefd, one[:])
+	}
+}
+
+// turnOf runs one turn of c on the loop. listed says the turn came from
+// the ready list, whose scheduling state it then settles.
+func (l *loop) turnOf(r *runner, c *Conn, buf []byte, listed bool) {
+	r.turn.Store(c)
+	more := c.turn(buf)
+	r.turn.Store(nil)
+	r.turns.Add(1)
+	if !listed {
+		if more {
+			l.schedule(c)
+		}
+		return
+	}
+	if more || !c.sched.CompareAndSwap(schedListed, schedIdle) {
+		// Work came during the turn, or bytes remain: the connection
+		// goes to the back of the list so that the others get their turn.
+		c.sched.Store(schedListed)
+		l.list(c)
+	}
+}
+
+// stallCheck is how often watch looks at the loops: a callback that blocks
+// holds up the other connections of its loop for one to two of these.
+const stallCheck = 100 * time.Millisecond
+
+// watch finds loops whose goroutine is stuck in one turn (a callback that
+// blocks) and gives each a new goroutine, so that the other connections
+// of the loop wait no longer than stallCheck or two; the stuck goroutine
+// leaves when its turn ends, and connections never run two turns at once
+// (cbMu). It runs for the life of the process, like the loops.
+func (p *poller) watch() {
+	tick := time.NewTicker(stallCheck)
+	defer tick.Stop()
+	for range tick.C {
+		for i, l := range p.loops {
+			r := l.primary.Load()
+			turns, c := r.turns.Load(), r.turn.Load()
+			if c == nil || turns != r.seen {
+				r.seen, r.stuck = turns, 0
+				continue
 			}
-			if c.sched.CompareAndSwap(schedRunning, schedIdle) {
-				break
+			if r.stuck++; r.stuck != 1 {
+				continue
 			}
-			c.sched.Store(schedRunning)
+			nr := &runner{}
+			l.primary.Store(nr)
+			go l.run(p, nr)
+			c.srv.stats.loopStalls.Add(1)
+			c.srv.logs.Warn("loop stall", "wsext: a callback blocked an event loop; its other connections moved to a new goroutine (callbacks should not block: see Options.GoroutinePerConn)",
+				"loop", i, "conn", c.String())
 		}
 	}
 }
@@ -162,8 +287,17 @@ const tasksPerTurn = 256
 // reports whether the connection should be looked at again because work
 // remained.
 func (c *Conn) process(buf []byte) (more bool) {
-	c.cbMu.Lock()
-	defer c.cbMu.Unlock()
+	// A loop never waits for a connection's lock: a callback holding it
+	// elsewhere (OnShutdown, OnClose, a stalled turn) would stall every
+	// connection of the loop. The holder gives the turn back in unlock.
+	if !c.cbMu.TryLock() {
+		c.missed.Store(true)
+		if !c.cbMu.TryLock() {
+			return false
+		}
+		c.missed.Store(false)
+	}
+	defer c.unlock()
 	if c.state.Load() == stateClosed {
 		return false
 	}
@@ -266,7 +400,7 @@ func pollAttach(hj, raw net.Conn) (fd int, pending []byte, ok bool) {
 	if !isSys {
 		return -1, nil, false
 	}
-	if _, err := getEngine(); err != nil {
+	if _, err := getPoller(); err != nil {
 		return -1, nil, false
 	}
 	rc, err := sc.SyscallConn()
@@ -315,29 +449,36 @@ func pollAttach(hj, raw net.Conn) (fd int, pending []byte, ok bool) {
 	return fd, pending, true
 }
 
-// register adds a connection's socket to a poller.
+// register adds a connection's socket to its loop.
 func (s *Server) register(c *Conn) error {
-	e := theEngine
-	e.ensureWorkers(s.opts.Workers)
-	e.table.set(c.fd, c)
+	p := thePoller
+	p.table.set(c.fd, c)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)}
-	if err := unix.EpollCtl(e.epfds[c.fd%len(e.epfds)], unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
-		e.table.set(c.fd, nil)
+	if err := unix.EpollCtl(p.loops[c.loop].epfd, unix.EPOLL_CTL_ADD, c.fd, &ev); err != nil {
+		p.table.set(c.fd, nil)
 		return err
 	}
 	return nil
 }
 
-// detach removes a connection's socket from its poller before it is closed,
+// detach removes a connection's socket from its loop before it is closed,
 // so that the descriptor number can be reused at once.
 func (s *Server) detach(c *Conn) {
-	e := theEngine
-	e.table.set(c.fd, nil)
-	unix.EpollCtl(e.epfds[c.fd%len(e.epfds)], unix.EPOLL_CTL_DEL, c.fd, nil)
+	p := thePoller
+	p.table.set(c.fd, nil)
+	unix.EpollCtl(p.loops[c.loop].epfd, unix.EPOLL_CTL_DEL, c.fd, nil)
 }
 
-// scheduleFlush asks a worker to send a connection's queue.
-func (s *Server) scheduleFlush(c *Conn) { theEngine.schedule(c) }
+// assignLoop gives a connection about to be polled its loop, for life.
+func (s *Server) assignLoop(c *Conn) { c.loop = thePoller.loopFor(c.fd) }
+
+// scheduleFlush gives a polled connection a turn on its loop, to send its
+// queue, run its tasks or read again; from any goroutine.
+func (s *Server) scheduleFlush(c *Conn) {
+	if c.loop >= 0 {
+		thePoller.loops[c.loop].schedule(c)
+	}
+}
 
 // armWrite is a no-op: sockets are registered for EPOLLOUT edges from the
 // start, and an edge arrives whenever a full socket drains.

@@ -3,7 +3,6 @@ package wsext
 import (
 	"context"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,9 +50,6 @@ type Options struct {
 	Subprotocols []string
 	// Logger receives the server's rare diagnostics; nil means slog.Default().
 	Logger *slog.Logger
-	// Workers bounds the goroutines that run callbacks for connections with
-	// bytes to read; 0 means 8 per CPU.
-	Workers int
 	// Engine carries published messages between processes; nil keeps them in
 	// this process.
 	Engine Engine
@@ -92,9 +88,6 @@ func NewServer(opts Options) *Server {
 	}
 	if opts.CompressionThreshold <= 0 {
 		opts.CompressionThreshold = 256
-	}
-	if opts.Workers <= 0 {
-		opts.Workers = 8 * runtime.GOMAXPROCS(0)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -171,7 +164,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			if c.state.Load() == stateOpen && c.settings.OnShutdown != nil {
 				c.safely(c.settings.OnShutdown)
 			}
-			c.cbMu.Unlock()
+			c.unlock()
 			c.CloseWithCode(CloseGoingAway, "server shutting down")
 		}()
 	})

@@ -17,6 +17,7 @@ type counters struct {
 	pongsSkipped       atomic.Uint64
 	taskOverflows      atomic.Uint64
 	panics             atomic.Uint64
+	loopStalls         atomic.Uint64
 	closesSent         closeCounter
 	closesReceived     closeCounter
 }
@@ -103,6 +104,7 @@ type Stats struct {
 	PongsSkipped       uint64            // pings not answered because a pong was still queued
 	TaskOverflows      uint64            // Each tasks refused to a connection with maxTasks queued (it is closed)
 	Panics             uint64            // panics recovered in callbacks, tasks and onFinish
+	LoopStalls         uint64            // event loops handed to a new goroutine because a callback blocked them
 	ClosesSent         map[string]uint64 // close frames sent, by code ("1000", ..., "application", "none")
 	ClosesReceived     map[string]uint64 // close frames received, by code
 }
@@ -132,6 +134,7 @@ func (s *Server) Stats() Stats {
 		PongsSkipped:       st.pongsSkipped.Load(),
 		TaskOverflows:      st.taskOverflows.Load(),
 		Panics:             st.panics.Load(),
+		LoopStalls:         st.loopStalls.Load(),
 		ClosesSent:         st.closesSent.snapshot(),
 		ClosesReceived:     st.closesReceived.snapshot(),
 	}

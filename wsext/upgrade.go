@@ -26,6 +26,7 @@ func (s *Server) Upgrade(ctx *fasthttp.RequestCtx, settings Settings) error {
 		udata:    settings.UData,
 		uuid:     s.nextUUID.Add(1),
 		fd:       -1,
+		loop:     -1,
 		regIdx:   -1,
 		timeout:  int64(s.Timeout()),
 		// Known before the handshake, so that OnClose after a failed
@@ -150,14 +151,15 @@ func (s *Server) attach(c *Conn, hj net.Conn) {
 		c.safely(c.settings.OnOpen)
 	}
 	s.lateShutdownLocked(c)
-	c.cbMu.Unlock()
+	c.unlock()
 	c.serveStream(hj)
 }
 
 func (s *Server) openPolled(c *Conn, fd int, pending []byte) {
 	c.fd = fd
+	s.assignLoop(c)
 	c.cbMu.Lock()
-	defer c.cbMu.Unlock()
+	defer c.unlock()
 	c.attached = true
 	s.reg.add(c)
 	if err := s.register(c); err != nil {
@@ -197,7 +199,7 @@ func (c *Conn) serveStream(r io.Reader) {
 		if err != nil {
 			c.cbMu.Lock()
 			c.finishLocked()
-			c.cbMu.Unlock()
+			c.unlock()
 			return
 		}
 	}
@@ -221,7 +223,7 @@ func (s *Server) lateShutdownLocked(c *Conn) bool {
 // connection is over.
 func (c *Conn) streamChunk(p []byte) (closed bool) {
 	c.cbMu.Lock()
-	defer c.cbMu.Unlock()
+	defer c.unlock()
 	if c.state.Load() == stateClosed {
 		return true
 	}
