@@ -9,7 +9,7 @@ BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= /etc/systemd/system
 CONFDIR ?= /etc/wsd
 
-.PHONY: all build run test vet conformance fuzz bench e2e install clean
+.PHONY: all build run test vet conformance fuzz bench e2e chaos install clean
 
 all: build
 
@@ -24,7 +24,7 @@ run: build
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo 'gofmt needed'; exit 1; }
-	$(GO) vet ./...
+	$(GO) vet -tags chaos ./...
 
 # make test = vet + every test with the race detector (a Fuzz function's
 # seeds in testdata/fuzz run as ordinary tests), the conformance suite's
@@ -40,7 +40,7 @@ conformance:
 
 # The parsers of untrusted bytes: upgrade requests, client frames, UTF-8,
 # the cluster relay's frames. `make fuzz` runs every Fuzz target instead.
-FUZZ_WIRE = ./worker:FuzzUpgrade ./wsext:FuzzFrameReader ./wsext:FuzzUTF8State ./pubsub/cluster:FuzzReadFrame
+FUZZ_WIRE = ./worker:FuzzUpgrade ./wsext:FuzzReader ./wsext:FuzzFrameReader ./wsext:FuzzUTF8State ./pubsub/cluster:FuzzReadFrame
 FUZZTIME ?= 60s
 fuzz:
 	@targets="$(FUZZ_TARGETS)"; \
@@ -59,6 +59,11 @@ fuzz:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./wsext | tee bin/gobench.txt
 	./bin/wsd-bench suite --wsd bin/wsd --baseline bin/wsd-baseline --out BENCHMARKS.md
+
+# The adversarial suite (chaos/doc.go): the real daemon under hostile clients,
+# one scenario at a time, about 5 minutes; the Redis scenario needs redis-server.
+chaos:
+	$(GO) test -tags chaos -count=1 -timeout 900s -v ./chaos/
 
 # The chat demo in headless Chromium (e2e/README.md): needs Node.js 20+, npm and /usr/bin/chromium.
 e2e: build

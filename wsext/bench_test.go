@@ -24,14 +24,13 @@ func maskedFrame(op byte, payload []byte) []byte {
 	return f
 }
 
-// BenchmarkFrameParse measures the parser alone: a read buffer of 64-byte
-// text messages, each delivered to a no-op OnMessage.
+// BenchmarkFrameParse measures the frame reader alone: a read buffer
+// holding one text message, handed to a sink that does nothing.
 func BenchmarkFrameParse(b *testing.B) {
 	for _, size := range []int{64, 4096, 65536} {
 		b.Run(byteSize(size), func(b *testing.B) {
-			s := NewServer(Options{})
-			s.SetMaxMsgSize(1 << 20)
-			c := &Conn{srv: s, fd: -1, attached: true, settings: Settings{OnMessage: func(*Conn, []byte, bool) {}}}
+			var rs frameReader
+			sink := &recordSink{max: 1 << 20, discard: true}
 			payload := make([]byte, size)
 			for i := range payload {
 				payload[i] = 'a' + byte(i%26)
@@ -41,8 +40,8 @@ func BenchmarkFrameParse(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
 			for b.Loop() {
-				copy(buf, frame) // consume unmasks in place
-				if err := c.consume(buf); err != nil {
+				copy(buf, frame) // the reader unmasks in place
+				if err := rs.feed(buf, sink); err != nil {
 					b.Fatal(err)
 				}
 			}

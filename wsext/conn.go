@@ -38,7 +38,6 @@ type Conn struct {
 	raw         net.Conn
 	remote      net.Addr
 	subprotocol string
-	deflate     bool
 
 	// Write side, under wmu.
 	wmu       sync.Mutex
@@ -84,7 +83,7 @@ type Conn struct {
 	wake    chan struct{} // a paused stream reader waits on it, under wmu
 
 	regIdx int
-	rs     readState
+	rs     frameReader
 	subs   []string // pub/sub channels, under udataMu
 }
 
@@ -120,7 +119,7 @@ func (c *Conn) RemoteAddr() net.Addr { return c.remote }
 func (c *Conn) Subprotocol() string { return c.subprotocol }
 
 // Compressed reports whether permessage-deflate was negotiated.
-func (c *Conn) Compressed() bool { return c.deflate }
+func (c *Conn) Compressed() bool { return c.rs.deflate }
 
 func (c *Conn) String() string { return fmt.Sprintf("ws#%d", c.uuid) }
 
@@ -141,7 +140,7 @@ func (c *Conn) Write(data []byte, isText bool) error {
 }
 
 func (c *Conn) writeMessage(op byte, data []byte) error {
-	if c.deflate && len(data) >= c.srv.opts.CompressionThreshold {
+	if c.rs.deflate && len(data) >= c.srv.opts.CompressionThreshold {
 		return c.writeCompressed(op, data)
 	}
 	var hdr [10]byte
@@ -615,7 +614,10 @@ func (c *Conn) fail(err error) {
 	if errors.As(err, &ce) {
 		code, reason = ce.code, ce.reason
 	}
-	c.rs.discard = true
+	if code == CloseMessageTooBig {
+		c.srv.stats.tooBig.Add(1)
+	}
+	c.rs.stop()
 	c.CloseWithCode(code, reason)
 }
 

@@ -320,29 +320,20 @@ func (c *Conn) process(buf []byte) (more bool) {
 		return more // scheduled to flush or run tasks, or the socket drained
 	}
 	for range 16 {
-		target := c.directTarget()
+		target := c.rs.direct()
 		direct := target != nil
 		if !direct {
 			target = buf
 		}
 		n, err := read(c.fd, target)
 		if n > 0 {
-			c.received()
-			var perr error
+			var finished bool
 			if direct {
-				c.srv.stats.bytesIn.Add(uint64(n))
-				perr = c.directFilled(n)
+				finished = c.inputDirect(n)
 			} else {
-				perr = c.consume(buf[:n])
+				finished = c.input(buf[:n])
 			}
-			if perr != nil {
-				c.fail(perr)
-			}
-			if c.state.Load() == stateClosed {
-				return false
-			}
-			if c.peerClosed.Load() && c.flushed() {
-				c.finishLocked()
+			if finished {
 				return false
 			}
 			if c.eachOut.Load() >= eachWindow {

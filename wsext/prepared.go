@@ -79,7 +79,7 @@ func (c *Conn) WritePrepared(pm *PreparedMessage) error {
 	if frame == nil {
 		return ErrReleased
 	}
-	if c.deflate && len(pm.data) >= c.srv.opts.CompressionThreshold {
+	if c.rs.deflate && len(pm.data) >= c.srv.opts.CompressionThreshold {
 		if fr, ok := pm.compressed(c.srv.opts.CompressionLevel); ok {
 			frame = fr
 		}

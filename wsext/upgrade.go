@@ -44,7 +44,7 @@ func (s *Server) Upgrade(ctx *fasthttp.RequestCtx, settings Settings) error {
 	if s.opts.Compression {
 		if answer, ok := negotiateDeflate(string(ctx.Request.Header.Peek("Sec-WebSocket-Extensions"))); ok {
 			ctx.Response.Header.Set("Sec-WebSocket-Extensions", answer)
-			c.deflate = true
+			c.rs.deflate = true
 		}
 	}
 	c.subprotocol = string(ctx.Response.Header.Peek("Sec-WebSocket-Protocol"))
@@ -174,13 +174,7 @@ func (s *Server) openPolled(c *Conn, fd int, pending []byte) {
 		return
 	}
 	if len(pending) > 0 && c.state.Load() != stateClosed {
-		c.received()
-		if err := c.consume(pending); err != nil {
-			c.fail(err)
-		}
-		if c.peerClosed.Load() && c.flushed() {
-			c.finishLocked()
-		}
+		c.input(pending)
 	}
 }
 
@@ -227,12 +221,5 @@ func (c *Conn) streamChunk(p []byte) (closed bool) {
 	if c.state.Load() == stateClosed {
 		return true
 	}
-	c.received()
-	if perr := c.consume(p); perr != nil {
-		c.fail(perr)
-	}
-	if c.peerClosed.Load() && c.flushed() {
-		c.finishLocked()
-	}
-	return c.state.Load() == stateClosed
+	return c.input(p)
 }

@@ -5,11 +5,33 @@ import (
 	"unicode/utf8"
 )
 
-// readState is a connection's incremental frame parser. Bytes arrive in
-// whatever pieces the socket hands over; the parser keeps only what a
-// partial frame needs, so an idle connection holds no buffer at all.
-// It is used only by the goroutine that holds the connection's cbMu.
-type readState struct {
+// frameSink receives what a frameReader parses: whole messages and valid
+// control frames. Conn is the sink of its own reader (see input.go); the
+// fuzz and benchmark tests use others, since the reader knows nothing of
+// connections.
+type frameSink interface {
+	// limit is the message size limit, read when a message starts.
+	limit() int64
+	// message takes a whole message, inflated and validated; data is only
+	// valid during the call.
+	message(data []byte, isText bool)
+	// ping and pong take a control frame's payload, valid during the call.
+	ping(payload []byte)
+	pong(payload []byte)
+	// close takes a valid close frame: code 0 when it had none. The reader
+	// parses nothing after it.
+	close(code int, reason []byte)
+}
+
+// frameReader is an incremental parser of the client-to-server frames of
+// RFC 6455 (and RFC 7692's compressed messages). Bytes arrive in whatever
+// pieces the socket hands over; the reader keeps only what a partial frame
+// needs, so an idle connection holds no buffer at all. A violation is
+// returned as a *closeError carrying the close code to answer with, and
+// ends the parsing. One goroutine at a time may use it.
+type frameReader struct {
+	deflate bool // permessage-deflate was negotiated: RSV1 marks a compressed message
+
 	hdr  [maxHeaderLen]byte // a header split across reads
 	hdrN int
 
@@ -29,26 +51,29 @@ type readState struct {
 
 	ctrl []byte // a control frame payload split across reads
 
-	discard bool // stop parsing: the stream is failed or finished
+	stopped bool // the stream failed or closed: nothing more is parsed
 }
 
-func (rs *readState) release() {
+// release returns the reader's buffers.
+func (rs *frameReader) release() {
 	putBuf(rs.msg)
 	rs.msg = nil
 	rs.ctrl = nil
 }
+
+// stop ends the parsing: what follows is discarded.
+func (rs *frameReader) stop() { rs.stopped = true }
 
 // directReadMin is the frame payload size from which a polled connection
 // reads straight into the message buffer instead of copying through the
 // worker's read buffer.
 const directReadMin = 16 << 10
 
-// directTarget returns where the next read should land when a large data
-// frame is in progress, so its bytes are read once into their final place;
-// nil means read into the worker's buffer.
-func (c *Conn) directTarget() []byte {
-	rs := &c.rs
-	if !rs.inFrame || rs.discard || rs.remain < directReadMin || rs.op > opBinary {
+// direct returns where the next read should land when a large data frame
+// is in progress, so its bytes are read once into their final place; nil
+// means read into the loop's buffer and feed that.
+func (rs *frameReader) direct() []byte {
+	if !rs.inFrame || rs.stopped || rs.remain < directReadMin || rs.op > opBinary {
 		return nil
 	}
 	if rs.msg == nil {
@@ -63,9 +88,8 @@ func (c *Conn) directTarget() []byte {
 	return rs.msg[len(rs.msg) : len(rs.msg)+int(rs.remain)]
 }
 
-// directFilled accounts for n bytes read into directTarget.
-func (c *Conn) directFilled(n int) error {
-	rs := &c.rs
+// filled accounts for n bytes read into direct's slice.
+func (rs *frameReader) filled(n int, sink frameSink) error {
 	start := len(rs.msg)
 	rs.msg = rs.msg[:start+n]
 	chunk := rs.msg[start:]
@@ -80,18 +104,16 @@ func (c *Conn) directFilled(n int) error {
 	if rs.remain == 0 {
 		rs.inFrame = false
 		if rs.fin {
-			return c.deliver(rs.msg)
+			return rs.deliver(rs.msg, sink)
 		}
 	}
 	return nil
 }
 
-// consume parses p, which the parser may modify (unmasking happens in
-// place), dispatching every complete message and control frame.
-func (c *Conn) consume(p []byte) error {
-	rs := &c.rs
-	c.srv.stats.bytesIn.Add(uint64(len(p)))
-	for len(p) > 0 && !rs.discard {
+// feed parses p, which the reader may modify (unmasking happens in place),
+// handing every complete message and control frame to sink.
+func (rs *frameReader) feed(p []byte, sink frameSink) error {
+	for len(p) > 0 && !rs.stopped {
 		if !rs.inFrame {
 			var h []byte
 			if rs.hdrN == 0 {
@@ -113,12 +135,12 @@ func (c *Conn) consume(p []byte) error {
 				h = rs.hdr[:need]
 				rs.hdrN = 0
 			}
-			if err := c.beginFrame(h); err != nil {
+			if err := rs.beginFrame(h, sink); err != nil {
 				return err
 			}
 			if rs.remain == 0 {
 				rs.inFrame = false
-				if err := c.framePayload(nil, true); err != nil {
+				if err := rs.framePayload(nil, true, sink); err != nil {
 					return err
 				}
 			}
@@ -133,7 +155,7 @@ func (c *Conn) consume(p []byte) error {
 		if done {
 			rs.inFrame = false
 		}
-		if err := c.framePayload(chunk, done); err != nil {
+		if err := rs.framePayload(chunk, done, sink); err != nil {
 			return err
 		}
 	}
@@ -141,8 +163,7 @@ func (c *Conn) consume(p []byte) error {
 }
 
 // beginFrame checks a frame header (numbered as in RFC 6455 section 5.2).
-func (c *Conn) beginFrame(h []byte) error {
-	rs := &c.rs
+func (rs *frameReader) beginFrame(h []byte, sink frameSink) error {
 	b0, b1 := h[0], h[1]
 	fin, rsv1, op := b0&0x80 != 0, b0&0x40 != 0, b0&0x0f
 	// 1. RSV2 and RSV3 have no negotiated meaning; RSV1 only with deflate.
@@ -182,12 +203,12 @@ func (c *Conn) beginFrame(h []byte) error {
 		if rs.msgOp != 0 {
 			return protocolError("new message before the previous one ended")
 		}
-		if rsv1 && !c.deflate {
+		if rsv1 && !rs.deflate {
 			return protocolError("RSV1 set without permessage-deflate")
 		}
 		rs.msgOp, rs.compressed, rs.msgLen = op, rsv1, 0
 		rs.utf8 = utf8Accept
-		rs.limit = c.srv.maxMsg.Load()
+		rs.limit = sink.limit()
 	case opContinuation:
 		if rs.msgOp == 0 {
 			return protocolError("continuation frame without a message")
@@ -218,7 +239,6 @@ func (c *Conn) beginFrame(h []byte) error {
 		}
 		// Subtracting, not adding: length may be as large as 2^63-1.
 		if length > limit-rs.msgLen {
-			c.srv.stats.tooBig.Add(1)
 			return &closeError{CloseMessageTooBig, "message too big"}
 		}
 	}
@@ -227,8 +247,7 @@ func (c *Conn) beginFrame(h []byte) error {
 }
 
 // framePayload takes the next unmasked piece of the current frame.
-func (c *Conn) framePayload(chunk []byte, done bool) error {
-	rs := &c.rs
+func (rs *frameReader) framePayload(chunk []byte, done bool, sink frameSink) error {
 	if rs.op >= opClose {
 		payload := chunk
 		if !done || len(rs.ctrl) > 0 {
@@ -238,7 +257,7 @@ func (c *Conn) framePayload(chunk []byte, done bool) error {
 			}
 			payload = rs.ctrl
 		}
-		err := c.control(rs.op, payload)
+		err := rs.control(rs.op, payload, sink)
 		rs.ctrl = rs.ctrl[:0]
 		return err
 	}
@@ -252,7 +271,7 @@ func (c *Conn) framePayload(chunk []byte, done bool) error {
 	// The common case: a whole message in one frame in one read is handed
 	// to OnMessage from the read buffer, with no copy.
 	if done && rs.fin && whole && len(rs.msg) == 0 {
-		return c.deliver(chunk)
+		return rs.deliver(chunk, sink)
 	}
 	if len(chunk) > 0 {
 		if rs.msg == nil {
@@ -267,14 +286,13 @@ func (c *Conn) framePayload(chunk []byte, done bool) error {
 		rs.msg = append(rs.msg, chunk...)
 	}
 	if done && rs.fin {
-		return c.deliver(rs.msg)
+		return rs.deliver(rs.msg, sink)
 	}
 	return nil
 }
 
 // deliver hands a complete message to OnMessage and resets for the next.
-func (c *Conn) deliver(data []byte) error {
-	rs := &c.rs
+func (rs *frameReader) deliver(data []byte, sink frameSink) error {
 	isText := rs.msgOp == opText
 	var inflated []byte
 	if rs.compressed {
@@ -292,10 +310,7 @@ func (c *Conn) deliver(data []byte) error {
 	} else if isText && rs.utf8 != utf8Accept {
 		return &closeError{CloseInvalidPayload, "text message ends inside a UTF-8 sequence"}
 	}
-	c.srv.stats.msgsIn.Add(1)
-	if c.state.Load() == stateOpen && c.settings.OnMessage != nil {
-		c.onMessage(data, isText)
-	}
+	sink.message(data, isText)
 	putBuf(inflated)
 	rs.msgOp, rs.compressed, rs.msgLen = 0, false, 0
 	putBuf(rs.msg)
@@ -304,13 +319,12 @@ func (c *Conn) deliver(data []byte) error {
 }
 
 // control handles a complete ping, pong or close frame.
-func (c *Conn) control(op byte, payload []byte) error {
-	rs := &c.rs
+func (rs *frameReader) control(op byte, payload []byte, sink frameSink) error {
 	switch op {
 	case opPing:
-		c.sendControl(opPong, payload)
+		sink.ping(payload)
 	case opPong:
-		c.pingAt.Store(0)
+		sink.pong(payload)
 	case opClose:
 		code := 0
 		switch {
@@ -325,16 +339,12 @@ func (c *Conn) control(op byte, payload []byte) error {
 				return &closeError{CloseInvalidPayload, "close reason is not UTF-8"}
 			}
 		}
-		c.srv.stats.closesReceived.add(code)
-		c.peerClosed.Store(true)
-		rs.discard = true
-		// Echo the peer's code, as RFC 6455 section 5.5.1 suggests.
-		c.CloseWithCode(code, "")
+		rs.stopped = true
+		var reason []byte
+		if len(payload) > 2 {
+			reason = payload[2:]
+		}
+		sink.close(code, reason)
 	}
 	return nil
-}
-
-func (c *Conn) onMessage(data []byte, isText bool) {
-	defer c.srv.recoverPanic(c)
-	c.settings.OnMessage(c, data, isText)
 }
