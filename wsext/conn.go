@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
+
+	"github.com/wsd-server/wsd/wsext/internal/poller"
 )
 
 const (
@@ -51,11 +53,8 @@ type Conn struct {
 
 	peerClosed atomic.Bool // the peer's close frame arrived
 
-	loop     int32        // index of the owning event loop, -1 when not polled; fixed before the connection is shared
-	sched    atomic.Int32 // on the loop's ready list: idle, listed, listed again
-	missed   atomic.Bool  // a loop skipped a turn because cbMu was held (see unlock)
-	readable atomic.Bool  // the poller saw bytes (or an end) to read
-	hangup   atomic.Bool  // the poller saw the peer's end: read until EOF
+	pe     poller.Entry // the poller's state for a polled connection
+	missed atomic.Bool  // a loop skipped a turn because cbMu was held (see unlock)
 
 	// Timing, in nanoseconds of the server's monotonic clock (Server.mono).
 	// The hot paths only set active; the reaper turns it into lastActive

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
-	"github.com/wsd-server/wsd/internal/memconn"
 	"io"
 	"net/http"
 	"sync"
@@ -13,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/wsd-server/wsd/internal/memconn"
 )
 
 // fuzzMaxMsg is small so that the fuzzer reaches the limit.

@@ -468,6 +468,12 @@ func TestOnClosePanicAfterFailedUpgrade(t *testing.T) {
 // TestTimeoutRules: a sub-second timeout is rounded up, not turned off,
 // and a ping never comes before the timeout.
 func TestTimeoutRules(t *testing.T) {
+	if got := NewServer(Options{Timeout: -1, MaxMsgSize: 10}); got.Timeout() != 0 || got.MaxMsgSize() != 10 {
+		t.Fatalf("Options{Timeout: -1, MaxMsgSize: 10} gave %v and %d", got.Timeout(), got.MaxMsgSize())
+	}
+	if got := NewServer(Options{}); got.Timeout() != DefaultTimeout || got.MaxMsgSize() != DefaultMaxMsgSize {
+		t.Fatalf("zero Options gave %v and %d", got.Timeout(), got.MaxMsgSize())
+	}
 	s := NewServer(Options{})
 	for _, tc := range []struct{ set, want time.Duration }{
 		{300 * time.Millisecond, time.Second},

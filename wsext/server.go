@@ -28,8 +28,16 @@ const MaxMsgSizeLimit = 1 << 62
 // close frame within it is disconnected.
 const closeGrace = 3 * time.Second
 
-// Options are a Server's fixed settings; the zero value is ready to use.
+// Options are a Server's settings at creation; the zero value is ready to
+// use.
 type Options struct {
+	// MaxMsgSize is the initial incoming message size limit in bytes; 0
+	// means DefaultMaxMsgSize. SetMaxMsgSize changes it later.
+	MaxMsgSize int64
+	// Timeout is the initial idle timeout (see SetTimeout); 0 means
+	// DefaultTimeout, and a negative value disables pings. SetTimeout
+	// changes it later.
+	Timeout time.Duration
 	// MaxBackpressure is the most bytes that may wait to be sent to one
 	// connection. A Write that would queue more fails with ErrBackpressure
 	// and the connection is closed with ClosePolicyViolation, so one stuck
@@ -94,7 +102,13 @@ func NewServer(opts Options) *Server {
 	}
 	s := &Server{opts: opts, log: opts.Logger, epoch: time.Now(), logs: ratelog.New(opts.Logger, 0)}
 	s.maxMsg.Store(DefaultMaxMsgSize)
+	if opts.MaxMsgSize > 0 {
+		s.SetMaxMsgSize(opts.MaxMsgSize)
+	}
 	s.timeout.Store(int64(DefaultTimeout))
+	if opts.Timeout != 0 {
+		s.SetTimeout(opts.Timeout)
+	}
 	s.reg.init()
 	s.pubsub.init(s)
 	s.upgrader = websocket.FastHTTPUpgrader{

@@ -26,7 +26,6 @@ func (s *Server) Upgrade(ctx *fasthttp.RequestCtx, settings Settings) error {
 		udata:    settings.UData,
 		uuid:     s.nextUUID.Add(1),
 		fd:       -1,
-		loop:     -1,
 		regIdx:   -1,
 		timeout:  int64(s.Timeout()),
 		// Known before the handshake, so that OnClose after a failed
@@ -157,7 +156,6 @@ func (s *Server) attach(c *Conn, hj net.Conn) {
 
 func (s *Server) openPolled(c *Conn, fd int, pending []byte) {
 	c.fd = fd
-	s.assignLoop(c)
 	c.cbMu.Lock()
 	defer c.unlock()
 	c.attached = true
