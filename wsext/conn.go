@@ -43,8 +43,7 @@ type Conn struct {
 
 	// Write side, under wmu.
 	wmu       sync.Mutex
-	out       []byte // queued bytes, out[outHead:] still to send
-	outHead   int
+	q         outQueue
 	inflight  int  // bytes a stream flusher is writing outside wmu
 	flushing  bool // a stream flusher goroutine is running
 	wclosed   bool // nothing more may be written
@@ -66,7 +65,6 @@ type Conn struct {
 	closeBy    atomic.Int64 // in stateClosing, when to give up on the peer
 
 	// Write side bookkeeping beyond the queue, under wmu.
-	outFrame    int  // index in out of the first whole frame: out[:outFrame] ends a frame already partly sent
 	pongQueued  bool // a pong waits in out: further pings are not answered until it is sent
 	drainWanted bool // a write was queued: OnDrain is due when the queue empties
 
@@ -197,21 +195,16 @@ func (c *Conn) send(hdr, payload []byte, kind frameKind) error {
 	return err
 }
 
-// sendQueued queues a whole frame for the poller's workers to send.
-func (c *Conn) sendQueued(frame []byte) error {
+// sendShared queues a shared frame for the connection's loop to send.
+func (c *Conn) sendShared(f *sharedFrame) error {
 	c.wmu.Lock()
 	if c.wclosed || c.closeSent || !c.attached {
 		c.wmu.Unlock()
 		return ErrClosed
 	}
-	if c.fd < 0 {
-		err := c.sendLocked(frame, nil, frameData)
-		c.wmu.Unlock()
-		return err
-	}
 	before := c.pendingLocked()
-	if before > 0 && before+len(frame) > c.srv.opts.MaxBackpressure {
-		// The queue may only be waiting for a worker: give the socket what
+	if c.fd >= 0 && before > 0 && before+len(f.b) > c.srv.opts.MaxBackpressure {
+		// The queue may only be waiting for its loop: give the socket what
 		// it takes now, so that only bytes a slow reader refused count.
 		if err := c.flushPollLocked(); err != nil {
 			c.wclosed = true
@@ -219,25 +212,29 @@ func (c *Conn) sendQueued(frame []byte) error {
 			c.abort()
 			return fmt.Errorf("%w: %w", ErrClosed, err)
 		}
-		if before = c.pendingLocked(); before > 0 && before+len(frame) > c.srv.opts.MaxBackpressure {
-			c.backpressureLocked()
-			c.wmu.Unlock()
-			return ErrBackpressure
-		}
+		before = c.pendingLocked()
 	}
-	c.queue(frame)
+	if before > 0 && before+len(f.b) > c.srv.opts.MaxBackpressure {
+		c.backpressureLocked()
+		c.wmu.Unlock()
+		return ErrBackpressure
+	}
+	c.q.pushShared(f)
 	c.wantDrainLocked()
-	c.sent(frameData, len(frame))
+	c.sent(frameData, len(f.b))
+	if c.fd < 0 {
+		c.startFlusherLocked()
+	}
 	c.wmu.Unlock()
 	if before == 0 {
-		// A non-empty queue is already waiting for a worker or for room
+		// A non-empty queue is already waiting for its loop or for room
 		// in the socket; either way it will be flushed.
 		c.srv.scheduleFlush(c)
 	}
 	return nil
 }
 
-func (c *Conn) pendingLocked() int { return len(c.out) - c.outHead + c.inflight }
+func (c *Conn) pendingLocked() int { return c.q.len() + c.inflight }
 
 // BufferedAmount returns the number of bytes written to the connection that
 // wait for the peer to read them (the browser API's bufferedAmount, and
@@ -271,26 +268,22 @@ func (c *Conn) sendLocked(hdr, payload []byte, kind frameKind) error {
 			c.abort()
 			return fmt.Errorf("%w: %w", ErrClosed, err)
 		}
-		w = max(w, 0)
-		if w >= len(hdr) {
-			c.queue(payload[w-len(hdr):])
-		} else {
-			c.queue(hdr[w:])
-			c.queue(payload)
-		}
-		if w > 0 {
+		switch w = max(w, 0); {
+		case w == 0:
+			c.q.push(hdr, payload)
+		case w >= len(hdr):
 			// The peer has the start of this frame: the queue begins
-			// with the rest of it, which must go out before anything else
-			// (a close for backpressure included).
-			c.outFrame = len(c.out)
+			// with the rest of it, which must go out before anything
+			// else (a close for backpressure included).
+			c.q.pushTail(nil, payload[w-len(hdr):])
+		default:
+			c.q.pushTail(hdr[w:], payload)
 		}
 		c.srv.armWrite(c)
 	} else {
-		c.queue(hdr)
-		c.queue(payload)
-		if c.fd < 0 && !c.flushing {
-			c.flushing = true
-			go c.flushStream()
+		c.q.push(hdr, payload)
+		if c.fd < 0 {
+			c.startFlusherLocked()
 		}
 	}
 	if kind == frameData {
@@ -330,39 +323,13 @@ func (c *Conn) touch() {
 	}
 }
 
-func (c *Conn) queue(b []byte) {
-	if len(b) == 0 {
-		return
+// startFlusherLocked starts the goroutine that writes a stream
+// connection's queue, unless it runs.
+func (c *Conn) startFlusherLocked() {
+	if !c.flushing {
+		c.flushing = true
+		go c.flushStream()
 	}
-	if c.out == nil {
-		c.out = getBuf(len(b))
-	} else if c.outHead > 0 && c.outHead == len(c.out) {
-		c.out, c.outHead, c.outFrame = c.out[:0], 0, 0
-	}
-	if len(c.out)+len(b) > cap(c.out) {
-		// Moving the unsent bytes shifts the frame boundaries: find the
-		// first one that stays before they move.
-		c.frameBoundaryLocked()
-		grown := getBuf(len(c.out) - c.outHead + len(b))
-		grown = append(grown, c.out[c.outHead:]...)
-		putBuf(c.out)
-		c.outFrame -= c.outHead
-		c.out, c.outHead = grown, 0
-	}
-	c.out = append(c.out, b...)
-}
-
-// frameBoundaryLocked returns the index in out of the first frame that the
-// peer has not received a byte of: out[outHead:boundary] is the rest of a
-// frame already partly sent. Frames from outFrame on are whole and ours,
-// so their headers are walked, each at most once.
-func (c *Conn) frameBoundaryLocked() int {
-	i := c.outFrame
-	for i < c.outHead {
-		i += frameSize(c.out[i:])
-	}
-	c.outFrame = i
-	return i
 }
 
 // backpressureLocked ends a connection whose reader is too slow: what is
@@ -376,15 +343,7 @@ func (c *Conn) backpressureLocked() {
 	if c.closeSent {
 		return
 	}
-	keep := c.frameBoundaryLocked()
-	if rest := c.out[c.outHead:keep]; len(rest) < cap(c.out)/2 {
-		// Give the (possibly large) queue buffer back now.
-		small := append(getBuf(len(rest)+maxControlPayload+12), rest...)
-		putBuf(c.out)
-		c.out, c.outHead, c.outFrame = small, 0, len(small)
-	} else {
-		c.out = c.out[:keep]
-	}
+	c.q.keepFrame()
 	c.closeLocked(ClosePolicyViolation, "slow reader")
 	if c.fd >= 0 {
 		if err := c.flushPollLocked(); err != nil {
@@ -396,10 +355,11 @@ func (c *Conn) backpressureLocked() {
 
 // flushPollLocked writes queued bytes to a polled socket until it is full.
 func (c *Conn) flushPollLocked() error {
-	for c.outHead < len(c.out) {
-		n, err := write(c.fd, c.out[c.outHead:])
+	for c.q.len() > 0 {
+		var arr [maxIovecs][]byte
+		n, err := writeBuffers(c.fd, c.q.iovecs(arr[:0]))
 		if n > 0 {
-			c.outHead += n
+			c.q.advance(n)
 		}
 		if err != nil {
 			if errors.Is(err, errAgain) {
@@ -408,8 +368,6 @@ func (c *Conn) flushPollLocked() error {
 			return err
 		}
 	}
-	putBuf(c.out)
-	c.out, c.outHead, c.outFrame = nil, 0, 0
 	c.pongQueued = false
 	c.afterFlushLocked()
 	if c.drainWanted {
@@ -425,15 +383,13 @@ func (c *Conn) flushPollLocked() error {
 // either sends everything or fails.
 func (c *Conn) flushStream() {
 	c.wmu.Lock()
-	for c.outHead < len(c.out) && !c.wclosed {
-		b := c.out[c.outHead:]
-		full := c.out
-		c.out, c.outHead, c.outFrame = nil, 0, 0
+	for c.q.len() > 0 && !c.wclosed {
+		taken := c.q.take()
 		c.pongQueued = false
-		c.inflight = len(b)
+		c.inflight = taken.len()
 		c.wmu.Unlock()
-		_, err := c.raw.Write(b)
-		putBuf(full)
+		err := taken.writeTo(c.raw)
+		taken.reset()
 		c.wmu.Lock()
 		c.inflight = 0
 		if err != nil {
@@ -539,8 +495,7 @@ func (c *Conn) finishLocked() {
 	}
 	c.wmu.Lock()
 	c.wclosed = true
-	putBuf(c.out)
-	c.out, c.outHead, c.outFrame = nil, 0, 0
+	c.q.reset()
 	if c.fd >= 0 {
 		c.srv.detach(c)
 		closeFD(c.fd)

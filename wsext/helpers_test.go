@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,7 +99,25 @@ type rawConn struct {
 
 func rawDial(t *testing.T, addr string, extraHeaders string) *rawConn {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return rawDialBuffer(t, addr, extraHeaders, 0)
+}
+
+// rawDialBuffer is rawDial with the socket's receive buffer fixed at
+// rcvbuf bytes before connecting (0 leaves the kernel's autotuning, which
+// on loopback may take megabytes before the server's queue sees a byte).
+func rawDialBuffer(t *testing.T, addr string, extraHeaders string, rcvbuf int) *rawConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf)
+			})
+			return serr
+		}
+	}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

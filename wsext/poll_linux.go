@@ -158,7 +158,7 @@ func (c *Conn) process(buf []byte) (more bool) {
 // connection failed and is finished. The caller holds cbMu.
 func (c *Conn) flushTurnLocked() bool {
 	c.wmu.Lock()
-	if c.outHead < len(c.out) {
+	if c.q.len() > 0 {
 		if err := c.flushPollLocked(); err != nil {
 			c.wclosed = true
 			c.wmu.Unlock()
@@ -269,6 +269,33 @@ func write(fd int, p []byte) (int, error) {
 		n = 0
 	}
 	return n, err
+}
+
+// writeBuffers writes bufs with one writev; the iovecs live on the stack.
+func writeBuffers(fd int, bufs [][]byte) (int, error) {
+	var iov [maxIovecs]unix.Iovec
+	n := 0
+	for _, b := range bufs {
+		if len(b) == 0 || n == len(iov) {
+			continue
+		}
+		iov[n].Base = &b[0]
+		iov[n].SetLen(len(b))
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	for {
+		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			return 0, e
+		}
+		return int(r), nil
+	}
 }
 
 // writev writes a frame header and its payload with one system call,

@@ -19,6 +19,7 @@ func (s *Server) scheduleFlush(*Conn)                 {}
 func (c *Conn) process([]byte) bool                   { return false }
 func write(int, []byte) (int, error)                  { return 0, errors.ErrUnsupported }
 func writev(int, []byte, []byte) (int, error)         { return 0, errors.ErrUnsupported }
+func writeBuffers(int, [][]byte) (int, error)         { return 0, errors.ErrUnsupported }
 func shutdownWrite(int)                               {}
 func closeFD(int)                                     {}
 func resetOnClose(int)                                {}
