@@ -30,6 +30,10 @@ type Config struct {
 	Timeout int `toml:"timeout" flag:"timeout"`
 	// ShutdownTimeout bounds a graceful stop.
 	ShutdownTimeout time.Duration `toml:"shutdown_timeout" flag:"shutdown-timeout"`
+	// WorkerTimeout is how long a worker may go without a heartbeat to the
+	// master before the master kills it as hung and starts another on its
+	// socket; 0 turns the check off.
+	WorkerTimeout time.Duration `toml:"worker_timeout" flag:"worker-timeout"`
 
 	// Compression enables permessage-deflate negotiation.
 	Compression bool `toml:"compression" flag:"compression"`
@@ -58,7 +62,9 @@ type Config struct {
 	IdleTimeout time.Duration `toml:"idle_timeout" flag:"idle-timeout"`
 	// MaxBodySize is the largest request body in bytes (413 above).
 	MaxBodySize int `toml:"max_body_size" flag:"max-body-size"`
-	// MaxConns is the most connections (HTTP and WebSocket) per worker.
+	// MaxConns is the most connections (HTTP and WebSocket) per worker; 0
+	// means the worker's open-file limit (RLIMIT_NOFILE) less a reserve for
+	// its own descriptors, resolved by the worker at start.
 	MaxConns int `toml:"max_conns" flag:"max-conns"`
 	// MaxConnsPerIP is the most connections from one IP per worker; 0 = no limit.
 	MaxConnsPerIP int `toml:"max_conns_per_ip" flag:"max-conns-per-ip"`
@@ -102,6 +108,7 @@ func Default() Config {
 		MaxMsgSize:           262144,
 		Timeout:              40,
 		ShutdownTimeout:      10 * time.Second,
+		WorkerTimeout:        10 * time.Second,
 		Compression:          false,
 		CompressionLevel:     1,
 		CompressionThreshold: 256,
@@ -110,7 +117,7 @@ func Default() Config {
 		HeaderTimeout:        10 * time.Second,
 		IdleTimeout:          60 * time.Second,
 		MaxBodySize:          4 << 20,
-		MaxConns:             262144,
+		MaxConns:             0,
 		MaxConnsPerIP:        0,
 		LogFormat:            "text",
 		LogLevel:             "info",

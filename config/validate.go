@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -45,6 +46,8 @@ const (
 	minBackpressure = 1024
 	minHeaderSize   = 1024
 	maxHeaderSize   = 1 << 20
+	// minWorkerTimeout is the shortest heartbeat timeout, see Validate.
+	minWorkerTimeout = time.Second
 )
 
 // Validate checks every setting and returns nil or every problem found,
@@ -89,6 +92,11 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		bad("shutdown-timeout", c.ShutdownTimeout, "must be positive")
 	}
+	// Workers beat several times per timeout; below a second the check
+	// would kill workers that a busy machine merely paused.
+	if c.WorkerTimeout != 0 && c.WorkerTimeout < minWorkerTimeout {
+		bad("worker-timeout", c.WorkerTimeout, "must be 0 (off) or at least %s", minWorkerTimeout)
+	}
 
 	between("compression-level", int64(c.CompressionLevel), 1, 9)
 	atLeast("compression-threshold", int64(c.CompressionThreshold), 0)
@@ -112,7 +120,7 @@ func (c Config) Validate() error {
 		bad("idle-timeout", c.IdleTimeout, "must be positive")
 	}
 	atLeast("max-body-size", int64(c.MaxBodySize), 1)
-	atLeast("max-conns", int64(c.MaxConns), 1)
+	atLeast("max-conns", int64(c.MaxConns), 0) // 0: from the open-file limit
 	atLeast("max-conns-per-ip", int64(c.MaxConnsPerIP), 0)
 
 	switch {

@@ -66,6 +66,10 @@ func TestValidate(t *testing.T) {
 		{"timeout negative", func(c *Config) { c.Timeout = -1 }, []string{"timeout = -1: must be between 0 and 255"}},
 		{"shutdown-timeout zero", func(c *Config) { c.ShutdownTimeout = 0 }, []string{"shutdown-timeout = 0s: must be positive"}},
 		{"shutdown-timeout negative", func(c *Config) { c.ShutdownTimeout = -time.Second }, []string{"shutdown-timeout = -1s: must be positive"}},
+		{"worker-timeout off", func(c *Config) { c.WorkerTimeout = 0 }, nil},
+		{"worker-timeout one second", func(c *Config) { c.WorkerTimeout = time.Second }, nil},
+		{"worker-timeout too short", func(c *Config) { c.WorkerTimeout = 500 * time.Millisecond }, []string{"worker-timeout = 500ms: must be 0 (off) or at least 1s"}},
+		{"worker-timeout negative", func(c *Config) { c.WorkerTimeout = -time.Second }, []string{"worker-timeout = -1s: must be 0 (off) or at least 1s"}},
 
 		{"compression-level 9", func(c *Config) { c.CompressionLevel = 9 }, nil},
 		{"compression-level 0", func(c *Config) { c.CompressionLevel = 0 }, []string{"compression-level = 0: must be between 1 and 9"}},
@@ -103,7 +107,7 @@ func TestValidate(t *testing.T) {
 		{"header-timeout zero", func(c *Config) { c.HeaderTimeout = 0 }, []string{"header-timeout = 0s: must be positive"}},
 		{"idle-timeout zero", func(c *Config) { c.IdleTimeout = 0 }, []string{"idle-timeout = 0s: must be positive"}},
 		{"max-body-size zero", func(c *Config) { c.MaxBodySize = 0 }, []string{"max-body-size = 0: must be positive"}},
-		{"max-conns zero", func(c *Config) { c.MaxConns = 0 }, []string{"max-conns = 0: must be positive"}},
+		{"max-conns negative", func(c *Config) { c.MaxConns = -1 }, []string{"max-conns = -1: must not be negative"}},
 		{"max-conns-per-ip negative", func(c *Config) { c.MaxConnsPerIP = -1 }, []string{"max-conns-per-ip = -1: must not be negative"}},
 
 		{"tls pair", func(c *Config) { c.TLSCert, c.TLSKey = cert, key }, nil},

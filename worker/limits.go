@@ -3,8 +3,10 @@ package worker
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -14,7 +16,9 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"github.com/wsd-server/wsd/internal/ratelog"
 	"github.com/wsd-server/wsd/wsext"
+	"golang.org/x/sys/unix"
 )
 
 // connLimiter enforces --max-conns and --max-conns-per-ip over every
@@ -32,10 +36,11 @@ type connLimiter struct {
 	pid        string
 	log        *slog.Logger
 
-	mu     sync.Mutex
-	total  int
-	byIP   map[netip.Addr]int
-	logged time.Time // last warning, to log a flood once a minute
+	warn *ratelog.Limiter // a flood of refusals is logged once a minute
+
+	mu    sync.Mutex
+	total int
+	byIP  map[netip.Addr]int
 
 	refused   atomic.Uint64
 	answering atomic.Int32 // goroutines writing a 503 to a refused connection
@@ -51,7 +56,69 @@ const maxAnswering = 64
 const refuseLinger = time.Second
 
 func newConnLimiter(maxConns, perIP int, tls bool, pid string, log *slog.Logger) *connLimiter {
-	return &connLimiter{max: maxConns, perIP: perIP, tls: tls, pid: pid, log: log, byIP: make(map[netip.Addr]int)}
+	return &connLimiter{max: maxConns, perIP: perIP, tls: tls, pid: pid, log: log,
+		warn: ratelog.New(log, time.Minute), byIP: make(map[netip.Addr]int)}
+}
+
+// The descriptors a worker keeps for itself, out of --max-conns's reach:
+// the listener and its spare (accept.go), the poller's and Go's epoll
+// descriptors and pipes, the master's pipes and sockets, the log files,
+// the pub/sub engine's connections (go-redis pools up to 10 per CPU), and
+// the descriptors that come and go with the connections: static files held
+// by fasthttp's file cache, the duplicate each upgrade makes for a moment,
+// and up to maxAnswering refused connections being answered.
+// minReserve covers a small host; a big limit keeps a sixteenth.
+const (
+	minReserve     = 128
+	reserveDivisor = 16
+)
+
+// maxConnsFor returns --max-conns for the configured value set (0: auto)
+// and the open-file limit nofile: auto is nofile less the reserve (never
+// below half of nofile, so that a small limit still serves), and a larger
+// explicit value is lowered to it (clamped reports that).
+func maxConnsFor(set int, nofile uint64) (n int, clamped bool) {
+	lim := int(min(nofile, math.MaxInt32))
+	auto := max(lim-max(minReserve, lim/reserveDivisor), lim/2, 1)
+	switch {
+	case set <= 0:
+		return auto, false
+	case set > auto:
+		return auto, true
+	}
+	return set, false
+}
+
+// resolveMaxConns returns --max-conns for the configured value (0: auto)
+// under the process's open-file limit. Go raises the soft limit to the hard
+// one at start; it is raised here again in case it was not. An explicit
+// value above what the limit allows is lowered, with a warning: the worker
+// would otherwise run out of descriptors before the limit is reached.
+func resolveMaxConns(set int, log *slog.Logger) int {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		n := set
+		if n <= 0 {
+			n = fasthttp.DefaultConcurrency
+		}
+		log.Warn("cannot read the open-file limit (RLIMIT_NOFILE); max-conns does not follow it",
+			"max-conns", n, "err", err)
+		return n
+	}
+	if rl.Cur < rl.Max {
+		raised := rl
+		raised.Cur = rl.Max
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &raised); err == nil {
+			rl = raised
+		}
+	}
+	n, clamped := maxConnsFor(set, rl.Cur)
+	if clamped {
+		log.Warn(fmt.Sprintf("max-conns %d is more than the open-file limit (RLIMIT_NOFILE) %d allows, "+
+			"less the descriptors the worker keeps for itself; using %d", set, rl.Cur, n),
+			"max-conns", set, "open_files_limit", rl.Cur, "using", n)
+	}
+	return n
 }
 
 // listen wraps ln so that every connection it accepts is counted, and the
@@ -110,14 +177,10 @@ func (l *connLimiter) release(ip netip.Addr) {
 // handshake, the work a flood should not buy.
 func (l *connLimiter) refuse(c net.Conn, reason string) {
 	l.refused.Add(1)
-	l.mu.Lock()
-	if now := time.Now(); now.Sub(l.logged) >= time.Minute {
-		l.logged = now
-		l.mu.Unlock()
+	// Allow first: a flood costs no formatting for the lines not written.
+	if ok, suppressed := l.warn.Allow("refuse"); ok {
 		l.log.Warn("refusing connections", "reason", reason, "remote", c.RemoteAddr().String(),
-			"max_conns", l.max, "max_conns_per_ip", l.perIP)
-	} else {
-		l.mu.Unlock()
+			"max_conns", l.max, "max_conns_per_ip", l.perIP, "suppressed", suppressed)
 	}
 	if l.tls {
 		c.Close()

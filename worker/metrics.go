@@ -17,6 +17,7 @@ type metrics struct {
 	ws      *wsext.Server
 	http    *fasthttp.Server
 	refused func() uint64      // connections refused for --max-conns or --max-conns-per-ip
+	accept  *acceptGuard       // failed accepts; nil leaves them out
 	status  [600]atomic.Uint64 // responses by status code; 0 holds the out-of-range ones
 }
 
@@ -46,10 +47,23 @@ var (
 		"WebSocket connections closed (1008) because their reader fell more than max-backpressure bytes behind.", nil, nil)
 	descTooBig = prometheus.NewDesc("wsd_websocket_messages_too_big_total",
 		"Incoming WebSocket messages over max-msg-size.", nil, nil)
+	descPongsSkipped = prometheus.NewDesc("wsd_websocket_pongs_skipped_total",
+		"Pings not answered with a pong of their own because a pong still waited for a reader that does not read (RFC 6455 5.5.3).", nil, nil)
+	descTaskOverflows = prometheus.NewDesc("wsd_websocket_task_overflows_total",
+		"Broadcast (Each) tasks refused to a connection with 4096 queued; the connection is closed with 1008.", nil, nil)
+	descPanics = prometheus.NewDesc("wsd_websocket_panics_total",
+		"Panics recovered in WebSocket callbacks, Each tasks and pub/sub engine calls.", nil, nil)
+	descLoopStalls = prometheus.NewDesc("wsd_websocket_loop_stalls_total",
+		"Event loops handed to a new goroutine because a callback blocked them.", nil, nil)
 	descHTTPConns = prometheus.NewDesc("wsd_http_connections",
 		"HTTP connections open now, upgraded ones excluded.", nil, nil)
 	descRefused = prometheus.NewDesc("wsd_connections_refused_total",
 		"Connections refused (503, or closed under TLS) for --max-conns or --max-conns-per-ip.", nil, nil)
+	descAcceptErrors = prometheus.NewDesc("wsd_accept_errors_total",
+		"Failed accepts, which the worker survives, by reason: emfile (out of descriptors), enfile (system file table full), enobufs, enomem, aborted (the connection failed first), other.",
+		[]string{"reason"}, nil)
+	descShed = prometheus.NewDesc("wsd_connections_shed_total",
+		"Connections closed unserved because the worker was out of descriptors.", nil, nil)
 	descRequests = prometheus.NewDesc("wsd_http_requests_total",
 		"HTTP requests answered, by status code (101 for a successful WebSocket upgrade).", []string{"code"}, nil)
 )
@@ -89,7 +103,8 @@ func (m *metrics) count(ctx *fasthttp.RequestCtx) {
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descClosed, descMessages, descBytes,
-		descCloseFrames, descPings, descTimeouts, descBackpressure, descTooBig, descHTTPConns, descRefused, descRequests} {
+		descCloseFrames, descPings, descTimeouts, descBackpressure, descTooBig,
+		descPongsSkipped, descTaskOverflows, descPanics, descLoopStalls, descHTTPConns, descRefused, descAcceptErrors, descShed, descRequests} {
 		ch <- d
 	}
 }
@@ -107,8 +122,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descUpgrades, st.Upgrades, "ok")
 	// Every reason is exported, zero or not, so that a rate() over a
 	// refusal that has not happened yet is 0 rather than missing.
-	for _, reason := range wsext.UpgradeFailureNames {
-		counter(descUpgrades, st.UpgradeFailures[reason], reason)
+	for _, reason := range wsext.FailReasons() {
+		counter(descUpgrades, st.UpgradeFailures[reason.String()], reason.String())
 	}
 	counter(descClosed, st.Closed)
 	counter(descMessages, st.MessagesIn, "in")
@@ -125,11 +140,21 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descTimeouts, st.Timeouts)
 	counter(descBackpressure, st.BackpressureCloses)
 	counter(descTooBig, st.TooBig)
+	counter(descPongsSkipped, st.PongsSkipped)
+	counter(descTaskOverflows, st.TaskOverflows)
+	counter(descPanics, st.Panics)
+	counter(descLoopStalls, st.LoopStalls)
 	if m.http != nil {
 		gauge(descHTTPConns, float64(m.http.GetOpenConnectionsCount()))
 	}
 	if m.refused != nil {
 		counter(descRefused, m.refused())
+	}
+	if m.accept != nil {
+		for r := range numAcceptReasons {
+			counter(descAcceptErrors, m.accept.errs[r].Load(), acceptReasons[r].label)
+		}
+		counter(descShed, m.accept.Shed())
 	}
 	for code := range m.status {
 		if n := m.status[code].Load(); n > 0 {

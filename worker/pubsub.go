@@ -79,7 +79,7 @@ func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
 	w.upgrade(ctx, wsext.Settings{
 		OnOpen: func(ws *wsext.Conn) {
 			if err := w.ws.Subscribe(ws, channel); err != nil {
-				w.log.Error("pub/sub: subscribing", "channel", channel, "conn", ws.UUID(), "err", err)
+				w.rlog.Error("pubsub subscribe", "pub/sub: subscribing", "channel", channel, "conn", ws.UUID(), "err", err)
 				ws.CloseWithCode(wsext.CloseInternalError, "pub/sub unavailable")
 			}
 		},
@@ -93,7 +93,9 @@ func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
 			if err != nil {
 				// The other processes did not get the message: the
 				// client hears of it, and may reconnect and send again.
-				w.log.Warn("pub/sub: publish failed", "channel", channel, "conn", ws.UUID(), "err", err)
+				// With the engine down every message fails: one line a
+				// second, with the count of the others.
+				w.rlog.Warn("pubsub publish", "pub/sub: publish failed", "channel", channel, "conn", ws.UUID(), "err", err)
 				ws.CloseWithCode(wsext.CloseTryAgainLater, "publish failed; try again later")
 			}
 		},
@@ -131,7 +133,7 @@ func (w *Worker) servePublish(ctx *fasthttp.RequestCtx) {
 	body := ctx.PostBody()
 	isText := !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("application/octet-stream")) && utf8.Valid(body)
 	if err := w.ws.Publish(channel, body, isText); err != nil {
-		w.log.Warn("pub/sub: POST /publish failed", "channel", channel, "err", err)
+		w.rlog.Warn("publish", "pub/sub: POST /publish failed", "channel", channel, "err", err)
 		ctx.Error("503 Service Unavailable: "+err.Error()+"\n", fasthttp.StatusServiceUnavailable)
 		ctx.Response.Header.Set("Retry-After", "1")
 		return

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"log/slog"
 	"runtime/debug"
 
 	"github.com/fasthttp/websocket"
@@ -46,7 +47,8 @@ func (w *Worker) serveHTTP(ctx *fasthttp.RequestCtx) {
 func (w *Worker) upgrade(ctx *fasthttp.RequestCtx, s wsext.Settings) {
 	ctx.Response.Header.SetCanonical([]byte("Wsd-Connections"), fasthttp.AppendUint(nil, w.ws.Count()))
 	if err := w.ws.Upgrade(ctx, w.limit.track(ctx, s)); err != nil {
-		w.log.Debug("upgrade refused", "path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(), "err", err)
+		w.rlog.Log(slog.LevelDebug, "upgrade refused", "upgrade refused",
+			"path", string(ctx.Path()), "remote", ctx.RemoteAddr().String(), "err", err)
 		ctx.Response.Header.Set("Wsd-Worker", w.pid)
 	}
 }
@@ -77,17 +79,21 @@ func writePrepared(ws *wsext.Conn, arg any) {
 
 func releasePrepared(_ *wsext.Conn, arg any) { arg.(*wsext.PreparedMessage).Release() }
 
+// logShutdown and logClose trace connections at debug level, one line a
+// second each: a flood of connections must not become a flood of lines.
 func (w *Worker) logShutdown(ws *wsext.Conn) {
-	w.log.Debug("websocket shutdown", "conn", ws.UUID())
+	w.rlog.Log(slog.LevelDebug, "websocket shutdown", "websocket shutdown", "conn", ws.UUID())
 }
 
 func (w *Worker) logClose(ws *wsext.Conn) {
-	w.log.Debug("websocket closed", "conn", ws.UUID())
+	w.rlog.Log(slog.LevelDebug, "websocket closed", "websocket closed", "conn", ws.UUID())
 }
 
 func (w *Worker) recoverRequest(ctx *fasthttp.RequestCtx) {
 	if r := recover(); r != nil {
-		w.log.Error("panic serving a request", "method", string(ctx.Method()), "path", string(ctx.Path()),
+		// One line a second: a request that makes the handler panic may
+		// come again and again.
+		w.rlog.Error("panic", "panic serving a request", "method", string(ctx.Method()), "path", string(ctx.Path()),
 			"remote", ctx.RemoteAddr().String(), "panic", r, "stack", string(debug.Stack()))
 		ctx.Error("500 Internal Server Error\n", fasthttp.StatusInternalServerError)
 		ctx.Response.Header.Set("Wsd-Worker", w.pid)

@@ -56,7 +56,34 @@ func newStatic(dir string, listing bool) (fasthttp.RequestHandler, error) {
 		ctx.Response.Header.Set("Cache-Control", "no-cache")
 		ctx.Response.Header.Set("X-Content-Type-Options", "nosniff")
 		serve(ctx)
+		relativeLocation(ctx)
 	}, nil
+}
+
+// relativeLocation makes the Location of fasthttp's folder redirect
+// ("/docs" to "/docs/") a path: fasthttp writes it absolute, with the
+// scheme and the Host header of the request, so a client that sends a
+// forged Host (or a proxy that passes one on) would get, and maybe cache, a
+// redirect to another site.
+func relativeLocation(ctx *fasthttp.RequestCtx) {
+	loc := ctx.Response.Header.Peek("Location")
+	if len(loc) == 0 {
+		return
+	}
+	u := fasthttp.AcquireURI()
+	defer fasthttp.ReleaseURI(u)
+	if err := u.Parse(nil, loc); err != nil {
+		ctx.Response.Header.Set("Location", "/")
+		return
+	}
+	// RequestURI is the path, escaped, and the query. A path that starts
+	// with two slashes (or a slash and a backslash, to a browser) would be
+	// read as a host: it keeps one.
+	rel := u.RequestURI()
+	for len(rel) > 1 && (rel[1] == '/' || rel[1] == '\\') {
+		rel = rel[1:]
+	}
+	ctx.Response.Header.SetBytesV("Location", rel)
 }
 
 // serveStatic serves --public.

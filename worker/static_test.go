@@ -419,3 +419,49 @@ func BenchmarkStaticFile(b *testing.B) {
 	}
 	ctx.Response.Reset()
 }
+
+// TestStaticRedirectIsRelative checks that the redirect from a folder to
+// its slash-ended path names no host: a forged Host header must not turn
+// it into a redirect to another site.
+func TestStaticRedirectIsRelative(t *testing.T) {
+	dir, _ := publicDir(t)
+	if err := os.MkdirAll(filepath.Join(dir, "my dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "my dir", "index.html"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := servedWorker(t, staticConfig(dir), Options{Logger: quiet})
+	tests := []struct {
+		target, host, want string
+	}{
+		{"/docs", "evil.example", "/docs/"},
+		{"/docs", "evil.example:8443", "/docs/"},
+		{"/docs?page=2", "evil.example", "/docs/"}, // fasthttp drops the query
+		{"//docs", "evil.example", "/docs/"},
+		{"/my%20dir", "evil.example", "/my%20dir/"},
+		{"http://evil.example/docs", "evil.example", "/docs/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target+" Host "+tt.host, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "GET "+tt.target+" HTTP/1.1\r\nHost: "+tt.host+"\r\nConnection: close\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusFound {
+				t.Fatalf("status %d, want 302", resp.StatusCode)
+			}
+			if got := resp.Header.Get("Location"); got != tt.want {
+				t.Errorf("Location %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

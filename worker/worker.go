@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"github.com/wsd-server/wsd/config"
+	"github.com/wsd-server/wsd/internal/ratelog"
 	"github.com/wsd-server/wsd/wsext"
 )
 
@@ -41,6 +42,10 @@ type Worker struct {
 	pid    string
 	public fasthttp.RequestHandler // static files under --public, or nil
 	limit  *connLimiter            // --max-conns and --max-conns-per-ip, see limits.go
+	accept *acceptGuard            // keeps accept errors from ending Serve, see accept.go
+	// rlog bounds the lines that can repeat per request, connection or
+	// message: one a second per kind.
+	rlog *ratelog.Limiter
 }
 
 // New returns a worker for cfg; cfg must be valid.
@@ -48,7 +53,10 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	w := &Worker{cfg: cfg, opts: opts, log: opts.Logger, pid: strconv.Itoa(os.Getpid())}
+	w := &Worker{cfg: cfg, opts: opts, log: opts.Logger, pid: strconv.Itoa(os.Getpid()),
+		rlog: ratelog.New(opts.Logger, 0)}
+	maxConns := resolveMaxConns(cfg.MaxConns, opts.Logger)
+	w.accept = newAcceptGuard(w.rlog)
 	w.ws = wsext.NewServer(wsext.Options{
 		MaxBackpressure:      cfg.MaxBackpressure,
 		Compression:          cfg.Compression,
@@ -73,14 +81,14 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 		ReadTimeout:        cfg.HeaderTimeout,
 		IdleTimeout:        cfg.IdleTimeout,
 		MaxRequestBodySize: cfg.MaxBodySize,
-		Concurrency:        cfg.MaxConns,
+		Concurrency:        maxConns,
 		ErrorHandler:       w.httpError,
 		NoDefaultDate:      false,
-		Logger:             fasthttpLogger{opts.Logger},
+		Logger:             fasthttpLogger{opts.Logger, w.rlog},
 	}
 	// The connection limits are w.limit's, not fasthttp's MaxConnsPerIP:
 	// fasthttp stops counting a connection once it is upgraded.
-	w.limit = newConnLimiter(cfg.MaxConns, cfg.MaxConnsPerIP, cfg.TLSCert != "", w.pid, opts.Logger)
+	w.limit = newConnLimiter(maxConns, cfg.MaxConnsPerIP, cfg.TLSCert != "", w.pid, opts.Logger)
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -97,6 +105,7 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 	}
 	if opts.Metrics != nil {
 		m := newMetrics(w.ws, w.http, w.limit.Refused)
+		m.accept = w.accept
 		if err := opts.Metrics.Register(m); err != nil {
 			return nil, fmt.Errorf("worker: metrics: %w", err)
 		}
@@ -115,7 +124,10 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 func (w *Worker) WebSocket() *wsext.Server { return w.ws }
 
 // Serve accepts connections on ln until Shutdown; it returns nil then.
+// Failed accepts that may pass, as when the worker is out of descriptors,
+// do not end it (see accept.go).
 func (w *Worker) Serve(ln net.Listener) error {
+	ln = w.accept.listen(ln)
 	ln = w.limit.listen(ln)
 	if w.http.TLSConfig != nil {
 		ln = tls.NewListener(ln, w.http.TLSConfig)
@@ -163,8 +175,16 @@ func Run(ctx context.Context, cfg config.Config, ln net.Listener, opts Options) 
 	return err
 }
 
-type fasthttpLogger struct{ l *slog.Logger }
+// fasthttpLogger takes fasthttp's own lines, at debug level. Some come once
+// per connection ("error when serving connection"), so each format string,
+// a constant of fasthttp's, is a kind of its own: one line a second.
+type fasthttpLogger struct {
+	log *slog.Logger
+	rl  *ratelog.Limiter
+}
 
 func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Debug(fmt.Sprintf(format, args...))
+	if f.log.Enabled(context.Background(), slog.LevelDebug) {
+		f.rl.Log(slog.LevelDebug, format, "fasthttp: "+fmt.Sprintf(format, args...))
+	}
 }

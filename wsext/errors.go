@@ -26,8 +26,9 @@ var (
 // HandshakeError is returned by Upgrade when the request is not a valid
 // WebSocket handshake. The HTTP error response has already been written.
 type HandshakeError struct {
-	Status int    // HTTP status sent: 400, 403, 405, 426 or 503
-	Reason string // what was wrong with the request
+	Status int        // HTTP status sent: 400, 403, 405, 426 or 503
+	Kind   FailReason // the kind of failure, as counted in Stats
+	Reason string     // what was wrong with the request
 }
 
 func (e *HandshakeError) Error() string {

@@ -491,8 +491,10 @@ func TestTimeoutRules(t *testing.T) {
 	const timeout = 2 * time.Second
 	ts.SetTimeout(timeout)
 	for range 2 {
+		// The server's last activity is its side of the handshake, which
+		// comes after this instant: a ping before start+timeout is early.
+		last := time.Now()
 		rc := rawDial(t, ts.addr, "")
-		last := time.Now() // the handshake was the last activity
 		op, _, err := rc.readFrame()
 		if err != nil || op != opPing {
 			t.Fatalf("got op %d, %v; want a ping", op, err)

@@ -22,18 +22,56 @@ type counters struct {
 	closesReceived     closeCounter
 }
 
-// Upgrade failure reasons, the keys of Stats.UpgradeFailures.
+// FailReason is why an upgrade failed.
+type FailReason uint8
+
+// The reasons an upgrade fails, each with its HTTP status.
 const (
-	FailBadRequest = iota // malformed handshake: 400
-	FailMethod            // not GET: 405
-	FailVersion           // unsupported version: 426
-	FailOrigin            // origin refused: 403
-	FailShutdown          // server shutting down: 503
+	FailBadRequest FailReason = iota // malformed handshake: 400
+	FailMethod                       // not GET: 405
+	FailVersion                      // unsupported version: 426
+	FailOrigin                       // origin refused: 403
+	FailShutdown                     // server shutting down: 503
 	upgradeReasons
 )
 
-// UpgradeFailureNames names the upgrade failure reasons for metrics labels.
-var UpgradeFailureNames = [upgradeReasons]string{"bad_request", "method", "version", "origin", "shutdown"}
+// FailReasons lists every FailReason, for metrics that export each one,
+// zero or not.
+func FailReasons() []FailReason {
+	return []FailReason{FailBadRequest, FailMethod, FailVersion, FailOrigin, FailShutdown}
+}
+
+// String names the reason, as in Stats.UpgradeFailures and metrics labels.
+func (r FailReason) String() string {
+	switch r {
+	case FailBadRequest:
+		return "bad_request"
+	case FailMethod:
+		return "method"
+	case FailVersion:
+		return "version"
+	case FailOrigin:
+		return "origin"
+	case FailShutdown:
+		return "shutdown"
+	}
+	return "unknown"
+}
+
+// failReason is the reason behind an HTTP status Upgrade answered with.
+func failReason(status int) FailReason {
+	switch status {
+	case 405:
+		return FailMethod
+	case 426:
+		return FailVersion
+	case 403:
+		return FailOrigin
+	case 503:
+		return FailShutdown
+	}
+	return FailBadRequest
+}
 
 // closeCounter counts close frames by code: 1000-1015 each, then one slot
 // for application codes (3000-4999) and one for frames with no code.
@@ -91,7 +129,7 @@ func itoa(n int) string {
 type Stats struct {
 	Open               int               // connections open now
 	Upgrades           uint64            // successful upgrades
-	UpgradeFailures    map[string]uint64 // failed upgrades by reason (UpgradeFailureNames)
+	UpgradeFailures    map[string]uint64 // failed upgrades by reason (FailReason.String)
 	Closed             uint64            // connections ended
 	MessagesIn         uint64            // complete messages received
 	MessagesOut        uint64            // messages sent
@@ -115,7 +153,7 @@ func (s *Server) Stats() Stats {
 	fails := make(map[string]uint64)
 	for i := range st.upgradeFailures {
 		if n := st.upgradeFailures[i].Load(); n > 0 {
-			fails[UpgradeFailureNames[i]] = n
+			fails[FailReason(i).String()] = n
 		}
 	}
 	return Stats{

@@ -100,24 +100,14 @@ func handshakeFailed(ctx *fasthttp.RequestCtx, status int, reason error) {
 	}
 }
 
-func (s *Server) failUpgrade(c *Conn, status int, reason string) error {
-	reasonIdx := FailBadRequest
-	switch status {
-	case fasthttp.StatusMethodNotAllowed:
-		reasonIdx = FailMethod
-	case fasthttp.StatusUpgradeRequired:
-		reasonIdx = FailVersion
-	case fasthttp.StatusForbidden:
-		reasonIdx = FailOrigin
-	case fasthttp.StatusServiceUnavailable:
-		reasonIdx = FailShutdown
-	}
-	s.stats.upgradeFailures[reasonIdx].Add(1)
+func (s *Server) failUpgrade(c *Conn, status int, why string) error {
+	reason := failReason(status)
+	s.stats.upgradeFailures[reason].Add(1)
 	c.state.Store(stateClosed)
 	if c.settings.OnClose != nil {
 		c.safely(c.settings.OnClose)
 	}
-	return &HandshakeError{Status: status, Reason: reason}
+	return &HandshakeError{Status: status, Kind: reason, Reason: why}
 }
 
 // attach runs on fasthttp's hijack goroutine once the 101 is out.

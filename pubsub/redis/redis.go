@@ -15,6 +15,8 @@ import (
 	"unicode/utf8"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/wsd-server/wsd/internal/ratelog"
 )
 
 // DefaultPrefix is put before every channel name on Redis, so that wsd's
@@ -64,6 +66,7 @@ type Options struct {
 type Engine struct {
 	opts   Options
 	log    *slog.Logger
+	rlog   *ratelog.Limiter // the lines that can repeat per publish or message: one a second per kind
 	client *goredis.Client
 	origin [originSize]byte
 
@@ -87,9 +90,6 @@ type Engine struct {
 	// every publisher for Timeout.
 	down    atomic.Bool
 	lastTry atomic.Int64 // unix nanoseconds of the last attempt while down
-
-	failures atomic.Int64 // failed publishes since the last log line
-	lastLog  atomic.Int64 // unix nanoseconds of that line
 }
 
 // New returns an Engine for the Redis at opts.URL. It does not connect:
@@ -124,6 +124,7 @@ func New(opts Options) (*Engine, error) {
 	e := &Engine{
 		opts:   opts,
 		log:    opts.Logger,
+		rlog:   ratelog.New(opts.Logger, 0),
 		client: goredis.NewClient(ro),
 		want:   make(map[string]bool),
 		have:   make(map[string]bool),
@@ -185,16 +186,9 @@ func (e *Engine) Publish(channel string, data []byte, isText bool) error {
 }
 
 // publishFailed logs failed publishes: the first at once, then at most one
-// line a second with the number that failed meanwhile.
+// line a second, which counts the others ("suppressed").
 func (e *Engine) publishFailed(channel string, err error) {
-	n := e.failures.Add(1)
-	now := time.Now().UnixNano()
-	last := e.lastLog.Load()
-	if now-last < int64(time.Second) || !e.lastLog.CompareAndSwap(last, now) {
-		return
-	}
-	e.failures.Add(-n)
-	e.log.Error("pub/sub: publish to Redis failed; messages lost", "channel", channel, "failed", n, "err", err)
+	e.rlog.Error("publish", "pub/sub: publish to Redis failed; messages lost", "channel", channel, "err", err)
 }
 
 // Subscribe subscribes to channel on Redis. It does not wait: the
@@ -258,13 +252,13 @@ func (e *Engine) syncSubs() {
 		ctx, cancel := context.WithTimeout(e.ctx, e.opts.Timeout)
 		if len(add) > 0 {
 			if err := ps.Subscribe(ctx, add...); err != nil {
-				e.log.Debug("pub/sub: subscribing on Redis; again on reconnection", "channels", len(add), "err", err)
+				e.rlog.Log(slog.LevelDebug, "subscribe", "pub/sub: subscribing on Redis; again on reconnection", "channels", len(add), "err", err)
 			}
 		}
 		if len(del) > 0 {
 			if err := ps.Unsubscribe(ctx, del...); err != nil {
 				// A failed connection is replaced without them.
-				e.log.Debug("pub/sub: unsubscribing on Redis", "channels", len(del), "err", err)
+				e.rlog.Log(slog.LevelDebug, "unsubscribe", "pub/sub: unsubscribing on Redis", "channels", len(del), "err", err)
 			}
 		}
 		cancel()
@@ -373,7 +367,7 @@ func (e *Engine) handle(m *goredis.Message) {
 	channel, ok := strings.CutPrefix(m.Channel, e.opts.Prefix)
 	p := m.Payload
 	if !ok || len(p) < headerSize || p[0] != payloadVersion || p[1]&^flagText != 0 {
-		e.log.Debug("pub/sub: ignoring a message that wsd did not publish", "channel", m.Channel)
+		e.rlog.Log(slog.LevelDebug, "foreign message", "pub/sub: ignoring a message that wsd did not publish", "channel", m.Channel)
 		return
 	}
 	if p[2:headerSize] == string(e.origin[:]) {
@@ -382,7 +376,7 @@ func (e *Engine) handle(m *goredis.Message) {
 	isText := p[1]&flagText != 0
 	data := p[headerSize:]
 	if isText && !utf8.ValidString(data) {
-		e.log.Debug("pub/sub: ignoring a text message that is not UTF-8", "channel", m.Channel)
+		e.rlog.Log(slog.LevelDebug, "bad utf-8", "pub/sub: ignoring a text message that is not UTF-8", "channel", m.Channel)
 		return
 	}
 	if d := e.deliver.Load(); d != nil {
@@ -404,11 +398,18 @@ func isNetwork(err error) bool {
 
 // SetLogger sends go-redis's own log lines, which it writes to stderr by
 // default, to l at debug level: the Engine logs what matters itself. It
-// changes a setting global to the process.
-func SetLogger(l *slog.Logger) { goredis.SetLogger(redisLogger{l}) }
+// changes a setting global to the process. go-redis logs each failed dial,
+// so the lines are bounded: one a second per format string (a constant of
+// go-redis's), with the count of the others.
+func SetLogger(l *slog.Logger) { goredis.SetLogger(redisLogger{l, ratelog.New(l, 0)}) }
 
-type redisLogger struct{ l *slog.Logger }
+type redisLogger struct {
+	l  *slog.Logger
+	rl *ratelog.Limiter
+}
 
 func (r redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	r.l.DebugContext(ctx, "go-redis: "+fmt.Sprintf(format, v...))
+	if r.l.Enabled(ctx, slog.LevelDebug) {
+		r.rl.Log(slog.LevelDebug, format, "go-redis: "+fmt.Sprintf(format, v...))
+	}
 }

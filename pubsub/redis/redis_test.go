@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/wsd-server/wsd/internal/ratelog"
 	"github.com/wsd-server/wsd/pubsub/internal/redistest"
 )
 
@@ -284,5 +286,70 @@ func TestRedisHang(t *testing.T) {
 func TestNewBadURL(t *testing.T) {
 	if _, err := New(Options{URL: "http://localhost"}); err == nil {
 		t.Error("New accepted an http URL")
+	}
+}
+
+// TestDownLogBounded publishes and subscribes many times with Redis down:
+// every publish fails, and the log gets at most one line a second of each
+// kind (debug lines included), the line after the first counting the
+// failures it stands for.
+func TestDownLogBounded(t *testing.T) {
+	r := redistest.Start(t)
+	a := start(t, Options{URL: r.URL(), Timeout: time.Second})
+	if err := a.Publish("x", []byte("up"), true); err != nil {
+		t.Fatal(err)
+	}
+	r.Kill()
+	begin := time.Now()
+	const publishes = 3000
+	failed := 0
+	for i := range publishes {
+		if err := a.Publish("x", []byte("lost"), true); errors.Is(err, ErrUnavailable) {
+			failed++
+		}
+		if i%100 == 0 {
+			// Spread over more than a second, so that a second line
+			// comes, counting the others.
+			a.Subscribe("s" + strconv.Itoa(i))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	elapsed := time.Since(begin)
+	if failed != publishes {
+		t.Errorf("%d of %d publishes failed with Redis down, want all", failed, publishes)
+	}
+	perMsg := map[string]int{}
+	for line := range strings.Lines(a.logs.String()) {
+		if m := logMsg.FindStringSubmatch(line); m != nil {
+			perMsg[m[1]]++
+		}
+	}
+	t.Logf("in %s: %v", elapsed.Round(time.Millisecond), perMsg)
+	bound := int(elapsed/time.Second) + 2
+	for msg, n := range perMsg {
+		if n > bound {
+			t.Errorf("%d lines %q in %s, want at most %d", n, msg, elapsed.Round(time.Millisecond), bound)
+		}
+	}
+	const failedMsg = `"pub/sub: publish to Redis failed; messages lost"`
+	if perMsg[failedMsg] < 2 || !strings.Contains(a.logs.String(), "suppressed=") {
+		t.Errorf("want a first line %s and a later one with the count suppressed:\n%s", failedMsg, a.logs.String())
+	}
+}
+
+// logMsg finds the message of a slog text line.
+var logMsg = regexp.MustCompile(`\bmsg=("(?:[^"\\]|\\.)*"|\S+)`)
+
+// TestRedisLoggerBounded checks that go-redis's lines, one per failed dial,
+// pass at most once a second per format.
+func TestRedisLoggerBounded(t *testing.T) {
+	logs := &syncBuffer{}
+	l := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := redisLogger{l, ratelog.New(l, time.Hour)}
+	for i := range 1000 {
+		r.Printf(context.Background(), "redis: connection pool: failed to dial after %d attempts: %v", 1, i)
+	}
+	if n := strings.Count(logs.String(), "\n"); n != 1 {
+		t.Errorf("%d lines for 1000 failed dials, want 1:\n%s", n, logs.String())
 	}
 }
