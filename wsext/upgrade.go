@@ -123,15 +123,17 @@ func (s *Server) attach(c *Conn, hj net.Conn) {
 		// connection is what Close must reach.
 		raw = u.UnsafeConn()
 	}
-	c.raw = raw
 	if !s.opts.GoroutinePerConn {
 		if fd, pending, ok := pollAttach(hj, raw); ok {
+			// The polled connection keeps only its descriptor: fasthttp
+			// closes its net.Conn, which nothing here may keep alive.
 			s.openPolled(c, fd, pending)
 			putBuf(pending)
 			hj.Close() // closes only when the server keeps hijacked connections
 			return
 		}
 	}
+	c.raw = raw
 	c.raw.SetDeadline(time.Time{})
 	c.cbMu.Lock()
 	c.attached = true
