@@ -67,7 +67,7 @@
 // Every byte wsext holds has a bound and a policy at the bound. One
 // hostile client can therefore cost at most its own row of this table,
 // and never ends the process: every callback, Each task, onFinish and
-// Engine call runs under recover, and repeated errors log one line a
+// pub/sub Engine call runs under recover, and repeated errors log one line a
 // second at most.
 //
 //	what is held                  bound                          at the bound
@@ -100,16 +100,30 @@
 // time) belong to the fasthttp server around wsext; the wsd daemon sets
 // them (see its README).
 //
-// # Engine
+// # Poller
 //
-// After the handshake a plain TCP connection leaves fasthttp: its socket is
-// watched by epoll and handed to a bounded pool of goroutines only when
-// bytes arrive, so an idle connection costs about 1.3 KB and no goroutine.
-// TLS connections, and any connection whose socket wsext cannot reach, run
-// on a goroutine of their own (Options.GoroutinePerConn asks for that mode
-// for all of them). The handshake is fasthttp/websocket's FastHTTPUpgrader;
-// framing, UTF-8 validation, the close handshake and permessage-deflate are
-// wsext's own and pass the conformance suite in this repository.
+// After the handshake a plain TCP connection leaves fasthttp: its socket
+// joins one of GOMAXPROCS event loops (package wsext/internal/poller), each
+// with its own epoll set. The loop that sees a socket readable reads it,
+// parses, runs OnMessage and sends what was written, with no hand-off to
+// another goroutine; writes from other goroutines, Each tasks and
+// broadcasts reach the owning loop through its ready list. An idle
+// connection costs its Conn (about 500 bytes) and no goroutine or buffer.
+// A broadcast queues one shared, reference-counted frame to every
+// recipient, never a copy.
+//
+// Callbacks therefore run on a loop shared with other connections and
+// should not block. One that does is noticed within 100-200 ms: its loop's
+// other connections move to a new goroutine, the stall is counted
+// (Stats.LoopStalls) and logged. A program whose callbacks must block
+// (database calls, say) sets Options.GoroutinePerConn, which runs every
+// connection on a goroutine of its own, as TLS connections always are.
+//
+// The handshake is fasthttp/websocket's FastHTTPUpgrader; framing (a
+// frameReader that knows no connection), UTF-8 validation, the close
+// handshake and permessage-deflate are wsext's own and pass the
+// conformance suite in this repository. Off Linux there is no poller and
+// every connection runs on a goroutine of its own.
 //
 // # Compression
 //

@@ -62,7 +62,9 @@ type Options struct {
 	// this process.
 	Engine Engine
 	// GoroutinePerConn runs every connection on its own goroutine instead of
-	// the shared poller, the mode TLS connections always use.
+	// the shared event loops, the mode TLS connections always use: the way
+	// out for callbacks that must block (see the Poller section of the
+	// package documentation).
 	GoroutinePerConn bool
 }
 
