@@ -17,6 +17,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/valyala/fasthttp"
+
+	"github.com/wsd-server/wsd/wsext/internal/poller"
 )
 
 // The tests of the resource model (doc.go): every buffer bounded, every
@@ -521,5 +523,49 @@ func TestEnginePanicContained(t *testing.T) {
 	}
 	if n := s.Stats().Panics; n != 3 {
 		t.Fatalf("%d panics counted, want 3", n)
+	}
+}
+
+// TestBlockingCallbackHandOff measures what a callback that blocks costs
+// the other connections of its event loop: they move to a new goroutine
+// after one or two stall checks, so their echoes come back long before the
+// callback returns.
+func TestBlockingCallbackHandOff(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	ts := startServer(t, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, func(ctx *fasthttp.RequestCtx) Settings {
+		if string(ctx.Path()) == "/block" {
+			return Settings{OnMessage: func(*Conn, []byte, bool) {
+				entered <- struct{}{}
+				<-release
+			}}
+		}
+		return echoSettings(ctx)
+	})
+	defer close(release)
+	// One echo connection per loop at least: some share the blocked one's.
+	var echoes []*websocket.Conn
+	for range 8 {
+		c, _ := dial(t, ts.url(), nil)
+		echoes = append(echoes, c)
+	}
+	blocker, _ := dial(t, "ws://"+ts.addr+"/block", nil)
+	blocker.Write(context.Background(), websocket.MessageText, []byte("block"))
+	<-entered
+	var worst time.Duration
+	for i, c := range echoes {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c.Write(ctx, websocket.MessageText, []byte("ping"))
+		_, _, err := c.Read(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("echo %d while a callback blocks: %v", i, err)
+		}
+		worst = max(worst, time.Since(start))
+	}
+	t.Logf("worst echo round trip while another connection's callback blocks: %v (stall check every %v)", worst, poller.StallCheck)
+	if ts.Stats().LoopStalls == 0 {
+		t.Fatal("a blocked loop was not noticed")
 	}
 }
