@@ -54,11 +54,20 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
 	done
 
-# The standard benchmark set against the raw fasthttp/websocket baseline;
-# rewrites the measured section of BENCHMARKS.md.
+# The standard benchmark set against the raw fasthttp/websocket baseline and
+# wsd as of $(WSD_BEFORE) (the last commit before engine v2, built from
+# `git archive`; without git history the suite runs without it); rewrites
+# the measured section of BENCHMARKS.md.
+WSD_BEFORE ?= 578ecfd
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./wsext | tee bin/gobench.txt
-	./bin/wsd-bench suite --wsd bin/wsd --baseline bin/wsd-baseline --out BENCHMARKS.md
+	@rm -f bin/wsd-before; tmp=$$(mktemp -d) && mkdir $$tmp/src && \
+	if git archive -o $$tmp/src.tar $(WSD_BEFORE) && tar -xf $$tmp/src.tar -C $$tmp/src && \
+	   (cd $$tmp/src && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w -X main.version=$(WSD_BEFORE)' -o $(CURDIR)/bin/wsd-before ./cmd/wsd); \
+	then echo "bench: bin/wsd-before is wsd at $(WSD_BEFORE)"; \
+	else rm -f bin/wsd-before; echo "bench: cannot build wsd at $(WSD_BEFORE) (a shallow clone?); running without --before"; fi; \
+	rm -rf $$tmp
+	./bin/wsd-bench suite --wsd bin/wsd --baseline bin/wsd-baseline $$(test -x bin/wsd-before && echo --before bin/wsd-before) --out BENCHMARKS.md
 
 # The adversarial suite (chaos/doc.go): the real daemon under hostile clients,
 # one scenario at a time, about 5 minutes; the Redis scenario needs redis-server.

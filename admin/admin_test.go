@@ -2,15 +2,16 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,33 +21,51 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// shortDir returns a fresh directory with a path short enough for unix
-// sockets (t.TempDir's can pass the 108-byte limit).
-func shortDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "wsda")
+// socketPair returns the two ends of a unix stream socketpair, what wsd's
+// master hands a worker for each scrape.
+func socketPair() (net.Conn, net.Conn, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
+	var conns [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "pair")
+		conns[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	return conns[0], conns[1], nil
 }
 
-// fakeWorker serves a registry with one counter at value on a real unix
-// socket, as a worker process does.
-func fakeWorker(t testing.TB, dir string, pid int, value float64) Target {
+// dialer returns a Target.Dial that hands e one end of a new socketpair.
+func dialer(e *Endpoint) func(context.Context) (net.Conn, error) {
+	return func(context.Context) (net.Conn, error) {
+		mine, theirs, err := socketPair()
+		if err != nil {
+			return nil, err
+		}
+		if err := e.ServeConn(theirs); err != nil {
+			mine.Close()
+			return nil, err
+		}
+		return mine, nil
+	}
+}
+
+// fakeWorker serves a registry with one counter at value over socketpairs,
+// as a worker process does.
+func fakeWorker(t testing.TB, pid int, value float64) Target {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsd_test_messages_total", Help: "Test messages."}, []string{"direction"})
 	c.WithLabelValues("in").Add(value)
 	reg.MustRegister(c)
-	path := SocketPath(dir, pid)
-	e, err := ServeEndpoint(path, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := NewEndpoint(reg)
 	t.Cleanup(func() { e.Close() })
-	return Target{PID: pid, Socket: path}
+	return Target{PID: pid, Dial: dialer(e)}
 }
 
 // serve runs s on 127.0.0.1 and returns its base URL.
@@ -124,11 +143,12 @@ next:
 }
 
 func TestServerMetrics(t *testing.T) {
-	dir := shortDir(t)
+	gone := func(context.Context) (net.Conn, error) { return nil, errors.New("worker gone") }
 	targets := []Target{
-		fakeWorker(t, dir, 101, 3),
-		fakeWorker(t, dir, 102, 4),
-		{PID: 103, Socket: SocketPath(dir, 103)}, // no endpoint: a worker gone
+		fakeWorker(t, 101, 3),
+		fakeWorker(t, 102, 4),
+		{PID: 103, Dial: gone}, // a worker gone
+		{PID: 104},             // a worker that cannot be reached at all
 	}
 	master := prometheus.NewRegistry()
 	restarts := prometheus.NewCounter(prometheus.CounterOpts{Name: "wsd_worker_restarts_total", Help: "Restarts."})
@@ -157,6 +177,7 @@ func TestServerMetrics(t *testing.T) {
 		{name: "wsd_worker_up", labels: map[string]string{"worker": "101"}, want: 1},
 		{name: "wsd_worker_up", labels: map[string]string{"worker": "102"}, want: 1},
 		{name: "wsd_worker_up", labels: map[string]string{"worker": "103"}, want: 0},
+		{name: "wsd_worker_up", labels: map[string]string{"worker": "104"}, want: 0},
 		{name: "wsd_worker_restarts_total", want: 2},
 	}
 	for _, tt := range tests {
@@ -176,8 +197,7 @@ func TestServerMetrics(t *testing.T) {
 // TestServerOpenMetrics checks that a scraper asking for OpenMetrics (as
 // Prometheus does) gets it.
 func TestServerOpenMetrics(t *testing.T) {
-	dir := shortDir(t)
-	targets := []Target{fakeWorker(t, dir, 7, 1)}
+	targets := []Target{fakeWorker(t, 7, 1)}
 	url := serve(t, New(Options{Workers: func() []Target { return targets }}))
 	req, _ := http.NewRequest("GET", url+"/metrics", nil)
 	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
@@ -225,31 +245,48 @@ func TestHealth(t *testing.T) {
 	}
 }
 
+// TestEndpointClose: Close returns even with a connection open that sends
+// nothing, and a connection handed over afterwards is closed at once.
 func TestEndpointClose(t *testing.T) {
-	dir := shortDir(t)
-	path := SocketPath(dir, 1)
-	// A socket file left behind by a killed process with the same pid.
-	old, err := net.Listen("unix", path)
+	e := NewEndpoint(prometheus.NewRegistry())
+	idle, theirs, err := socketPair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	old.(*net.UnixListener).SetUnlinkOnClose(false)
-	old.Close()
-	e, err := ServeEndpoint(path, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatalf("ServeEndpoint over a stale socket: %v", err)
-	}
-	if e.Path() != path {
-		t.Errorf("Path %q, want %q", e.Path(), path)
-	}
-	if err := e.Close(); err != nil {
+	defer idle.Close()
+	if err := e.ServeConn(theirs); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("the socket file is still there after Close: %v", err)
+	// A whole scrape on a second connection, while the first one idles.
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return dialer(e)(ctx)
+	}}}
+	resp, err := c.Get("http://worker/metrics")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := ServeEndpoint(filepath.Join(dir, "no", "such", "dir.sock"), prometheus.NewRegistry()); err == nil {
-		t.Error("ServeEndpoint in a missing folder succeeded")
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /metrics: %s", resp.Status)
+	}
+	c.CloseIdleConnections()
+
+	start := time.Now()
+	e.Close()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Close took %s with an idle connection open", d)
+	}
+	mine, late, err := socketPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	if err := e.ServeConn(late); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("ServeConn after Close: %v, want net.ErrClosed", err)
+	}
+	mine.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := mine.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("a connection handed over after Close: read %v, want EOF", err)
 	}
 }
 
@@ -305,10 +342,9 @@ func FuzzDecode(f *testing.F) {
 }
 
 func BenchmarkGather(b *testing.B) {
-	dir := shortDir(b)
 	var targets []Target
 	for pid := range 4 {
-		targets = append(targets, fakeWorker(b, dir, 1000+pid, 1))
+		targets = append(targets, fakeWorker(b, 1000+pid, 1))
 	}
 	s := New(Options{Workers: func() []Target { return targets }})
 	b.ReportAllocs()

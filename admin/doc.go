@@ -2,10 +2,11 @@
 // the whole daemon and the health checks that orchestrators probe.
 //
 // A wsd daemon is a master process and its workers. Each worker serves its
-// own metrics on a unix socket in the daemon's private runtime directory
-// (ServeEndpoint, at SocketPath); the master's Server gathers every live
-// worker's metrics at scrape time, adds a "worker" label holding the
-// worker's pid, and serves them together with the master's own metrics:
+// own metrics with an Endpoint, over HTTP on the connections its master
+// hands it (one end of a fresh socketpair per scrape, Target.Dial); the
+// master's Server gathers every live worker's metrics at scrape time, adds
+// a "worker" label holding the worker's pid, and serves them together with
+// the master's own metrics:
 //
 //	GET /metrics  the Prometheus exposition (text, or protobuf/OpenMetrics
 //	              when the scraper asks for it)

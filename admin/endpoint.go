@@ -3,66 +3,55 @@ package admin
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// SocketPath is where the worker with pid serves its metrics in the
-// daemon's runtime directory dir.
-func SocketPath(dir string, pid int) string {
-	return filepath.Join(dir, "worker-"+strconv.Itoa(pid)+".sock")
-}
-
-// Endpoint serves one worker's metrics on a unix socket for the master to
-// gather.
+// Endpoint serves one worker's metrics, over HTTP, on the connections handed
+// to it, for the master to gather. It listens on nothing itself: wsd's
+// master sends each worker one end of a fresh socketpair per scrape, which
+// involves no file or address.
 type Endpoint struct {
 	srv  *http.Server
-	ln   net.Listener
-	path string
+	ln   *connListener
 	done chan struct{}
 }
 
-// ServeEndpoint listens on a unix socket at path and serves g's metrics on
-// it (any request path; GET /metrics by convention) until Close. A file left
-// at path by a process that no longer exists (the pid was reused) is
-// replaced.
-func ServeEndpoint(path string, g prometheus.Gatherer) (*Endpoint, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("admin: metrics socket: %w", err)
-	}
+// NewEndpoint returns an Endpoint that serves g's metrics (on any request
+// path; GET /metrics by convention) until Close.
+func NewEndpoint(g prometheus.Gatherer) *Endpoint {
 	e := &Endpoint{
 		srv: &http.Server{
 			Handler:           promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 			ReadHeaderTimeout: 5 * time.Second,
+			// A scrape's connection is used once; one the master forgot
+			// must not stay open for good.
+			IdleTimeout: 30 * time.Second,
 		},
-		ln:   ln,
-		path: path,
+		ln:   newConnListener(),
 		done: make(chan struct{}),
 	}
 	go func() {
 		defer close(e.done)
-		e.srv.Serve(ln)
+		e.srv.Serve(e.ln)
 	}()
-	return e, nil
+	return e
 }
 
-// Path returns the socket's path.
-func (e *Endpoint) Path() string { return e.path }
+// ServeConn serves requests on conn until the other side closes it, then
+// closes it. It returns at once. After Close it closes conn and returns
+// net.ErrClosed.
+func (e *Endpoint) ServeConn(conn net.Conn) error {
+	return e.ln.hand(conn)
+}
 
-// Close stops serving, waits for the scrapes in progress (up to a second)
-// and removes the socket file.
+// Close stops serving and waits for the scrapes in progress (up to a
+// second).
 func (e *Endpoint) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -71,10 +60,50 @@ func (e *Endpoint) Close() error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = e.srv.Close()
 	}
-	// net.UnixListener removes the file on Close; this covers a listener
-	// whose unlink-on-close was turned off.
-	if rmErr := os.Remove(e.path); rmErr != nil && !errors.Is(rmErr, os.ErrNotExist) && err == nil {
-		err = rmErr
-	}
 	return err
 }
+
+// connListener is a net.Listener whose connections are handed to it rather
+// than accepted from the kernel.
+type connListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newConnListener() *connListener {
+	return &connListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// hand queues conn for Accept, or closes it once the listener is closed.
+func (l *connListener) hand(conn net.Conn) error {
+	select {
+	case l.conns <- conn:
+		return nil
+	case <-l.closed:
+		conn.Close()
+		return net.ErrClosed
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return handedAddr{} }
+
+// handedAddr is the address of a connListener, which has none.
+type handedAddr struct{}
+
+func (handedAddr) Network() string { return "handed" }
+func (handedAddr) String() string  { return "handed" }

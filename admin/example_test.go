@@ -1,39 +1,38 @@
 package admin_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsd-server/wsd/admin"
 )
 
-// A worker serves its registry on a unix socket; the master's Server
-// gathers it with a worker label.
+// A worker serves its registry on the connections its master hands it; the
+// master's Server gathers it with a worker label. Here both run in one
+// process, and net.Pipe stands in for the socketpair wsd's master sends
+// the worker for each scrape.
 func Example() {
-	dir, _ := os.MkdirTemp("", "wsd-example")
-	defer os.RemoveAll(dir)
-
 	// In the worker process.
 	reg := prometheus.NewRegistry()
 	opened := prometheus.NewCounter(prometheus.CounterOpts{Name: "example_opened_total", Help: "Opened."})
 	reg.MustRegister(opened)
 	opened.Add(3)
-	ep, err := admin.ServeEndpoint(admin.SocketPath(dir, 4242), reg)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
+	ep := admin.NewEndpoint(reg)
 	defer ep.Close()
 
 	// In the master process.
+	dial := func(context.Context) (net.Conn, error) {
+		mine, theirs := net.Pipe()
+		return mine, ep.ServeConn(theirs)
+	}
 	srv := admin.New(admin.Options{
-		Workers: func() []admin.Target { return []admin.Target{{PID: 4242, Socket: ep.Path()}} },
+		Workers: func() []admin.Target { return []admin.Target{{PID: 4242, Dial: dial}} },
 		Ready:   func() error { return nil },
 		Logger:  slog.New(slog.DiscardHandler),
 	})

@@ -31,8 +31,12 @@ const maxExposition = 16 << 20
 
 // Target is a worker whose metrics are gathered.
 type Target struct {
-	PID    int    // the worker's process id, its WorkerLabel value
-	Socket string // the unix socket of its Endpoint
+	// PID is the worker's process id, its WorkerLabel value.
+	PID int
+	// Dial opens a new connection to the worker's Endpoint. It is called
+	// once per scrape, from the scrape's goroutine, and must return when
+	// ctx ends.
+	Dial func(ctx context.Context) (net.Conn, error)
 }
 
 var descUp = prometheus.NewDesc("wsd_worker_up",
@@ -75,10 +79,12 @@ func gatherWorkers(targets []Target, timeout time.Duration) prometheus.Gatherers
 // fetch asks t's endpoint for its metrics in the delimited protobuf format
 // and labels them with the worker's pid.
 func fetch(ctx context.Context, t Target) ([]*dto.MetricFamily, error) {
+	if t.Dial == nil {
+		return nil, errors.New("no way to reach its metrics")
+	}
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", t.Socket)
+			return t.Dial(ctx)
 		},
 		DisableKeepAlives: true,
 	}}

@@ -3,9 +3,7 @@ package master
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +19,7 @@ import (
 type adminState struct {
 	reg      *prometheus.Registry
 	restarts prometheus.Counter
+	hangs    prometheus.Counter
 	reloads  *prometheus.CounterVec
 	workers  *prometheus.GaugeVec
 	slots    prometheus.Gauge
@@ -48,6 +47,10 @@ func (m *master) startAdmin() error {
 		Name: "wsd_worker_restarts_total",
 		Help: "Workers started to replace one that died.",
 	})
+	a.hangs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wsd_worker_hangs_total",
+		Help: "Workers killed and replaced for sending no heartbeat within --worker-timeout.",
+	})
 	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wsd_reloads_total",
 		Help: "Reloads (SIGHUP) and binary upgrades (SIGUSR2) asked for, since this master image started.",
@@ -62,7 +65,7 @@ func (m *master) startAdmin() error {
 	})
 	a.reloads.WithLabelValues("reload")
 	a.reloads.WithLabelValues("upgrade")
-	a.reg.MustRegister(a.restarts, a.reloads, a.workers, a.slots,
+	a.reg.MustRegister(a.restarts, a.hangs, a.reloads, a.workers, a.slots,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.view.Store(&adminView{notReady: errStarting})
 	if m.cfg.AdminAddress == "" {
@@ -131,8 +134,8 @@ func (m *master) publishAdmin() {
 		default:
 			starting++
 		}
-		if p.ready {
-			v.targets = append(v.targets, admin.Target{PID: p.pid, Socket: admin.SocketPath(m.runtimeDir, p.pid)})
+		if p.ready && p.broker != nil {
+			v.targets = append(v.targets, admin.Target{PID: p.pid, Dial: metricsDialer(p.broker)})
 		}
 	}
 	switch {
@@ -142,6 +145,9 @@ func (m *master) publishAdmin() {
 		for _, s := range m.slots {
 			if s.cur == nil || !s.cur.ready {
 				v.notReady = fmt.Errorf("slot %d has no worker serving", s.index)
+				if s.lastFailure != "" {
+					v.notReady = fmt.Errorf("%w (last failure: %s)", v.notReady, s.lastFailure)
+				}
 				break
 			}
 		}
@@ -153,27 +159,22 @@ func (m *master) publishAdmin() {
 	a.slots.Set(float64(len(m.slots)))
 }
 
-// forgetWorker removes the metrics socket of a reaped worker, which a
-// killed worker leaves behind.
-func (m *master) forgetWorker(p *proc) {
-	os.Remove(admin.SocketPath(m.runtimeDir, p.pid))
-}
-
 // workerMetrics is a worker's side: with an admin address configured, it
-// serves the worker's metrics on its socket in the runtime directory and
-// returns the registry for worker.Options.Metrics, and the function that
-// closes the socket. Without one, or if the socket cannot be made (which
-// costs the metrics, not the service), the registry is nil.
-func workerMetrics(cfg config.Config, runtimeDir string, log *slog.Logger) (prometheus.Registerer, func()) {
-	if cfg.AdminAddress == "" || runtimeDir == "" {
+// serves the worker's metrics on the connections the master sends over
+// the broker socket brk, and returns the registry for
+// worker.Options.Metrics and the function that stops serving. Without an
+// admin address, or without a broker (an older master), the registry is
+// nil.
+func workerMetrics(cfg config.Config, brk *workerBroker) (prometheus.Registerer, func()) {
+	if cfg.AdminAddress == "" || brk == nil {
 		return nil, func() {}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ep, err := admin.ServeEndpoint(admin.SocketPath(runtimeDir, os.Getpid()), reg)
-	if err != nil {
-		log.Warn("serving no metrics", "err", err)
-		return nil, func() {}
+	ep := admin.NewEndpoint(reg)
+	brk.metrics.Store(ep)
+	return reg, func() {
+		brk.metrics.Store(nil)
+		ep.Close()
 	}
-	return reg, func() { ep.Close() }
 }

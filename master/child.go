@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -27,16 +28,24 @@ const WorkerCommand = "worker"
 const (
 	listenFD  = 3 // the slot's listening socket
 	controlFD = 4 // read end: the workerSpec as JSON, then EOF when the master dies
-	statusFD  = 5 // write end: "ready\n" once the worker accepts connections
+	statusFD  = 5 // write end: "ready\n" once the worker accepts connections, then heartbeats
+	brokerFD  = 6 // the worker's end of its broker socket (see broker.go), if workerSpec.Broker
 )
 
-// workerSpec is what the master sends down the control pipe.
+// workerSpec is what the master sends down the control pipe. A worker
+// ignores fields it does not know and takes the zero value of those a
+// master does not send, so that either side may be the older binary during
+// an upgrade.
 type workerSpec struct {
 	Slot   int
 	Config config.Config
-	// RuntimeDir is the daemon's private directory (mode 0700) for the
-	// unix sockets between the master and its workers.
-	RuntimeDir string
+	// Heartbeat is how often the worker writes a heartbeat on its status
+	// pipe after "ready"; 0 means never, and the worker closes the pipe.
+	Heartbeat time.Duration
+	// Broker says that brokerFD is the worker's broker socket, through
+	// which it reaches the pub/sub hub and serves its metrics. A master
+	// too old to send it passes no such descriptor.
+	Broker bool
 }
 
 // errMasterGone is the cause of a worker's stop when its control pipe ends,
@@ -85,18 +94,36 @@ func RunWorker(ctx context.Context) error {
 		cancel(errMasterGone)
 	}()
 
+	stopBeats := make(chan struct{})
+	defer close(stopBeats)
 	var once sync.Once
 	ready := func() {
 		once.Do(func() {
 			if _, err := status.Write([]byte("ready\n")); err != nil {
 				log.Error("telling the master we are ready", "err", err)
 			}
-			status.Close()
+			if spec.Heartbeat > 0 {
+				go sendHeartbeats(status, spec.Heartbeat, stopBeats)
+			} else {
+				status.Close()
+			}
 		})
 	}
-	metrics, closeMetrics := workerMetrics(cfg, spec.RuntimeDir, log)
+
+	var brk *workerBroker
+	if spec.Broker {
+		c, err := fdConn(brokerFD, "wsd-broker")
+		if err != nil {
+			return fmt.Errorf("master: worker: %w", err)
+		}
+		brk = newWorkerBroker(c)
+		defer brk.close()
+	} else {
+		log.Warn("started by an older master: no pub/sub across workers and no metrics until the next reload")
+	}
+	metrics, closeMetrics := workerMetrics(cfg, brk)
 	defer closeMetrics()
-	engine, closeEngine, err := pubsubEngine(ctx, cfg, spec.RuntimeDir, log)
+	engine, closeEngine, err := pubsubEngine(ctx, cfg, brk, log)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ func TestSystemdUnit(t *testing.T) {
 	kv := unitSettings(unit)
 	want := map[string]string{
 		"Type":            "notify",
+		"WatchdogSec":     "30s",
 		"ExecStart":       "/usr/local/bin/wsd serve",
 		"ExecReload":      "/bin/kill -HUP $MAINPID",
 		"KillMode":        "mixed",

@@ -14,13 +14,15 @@
 // listening socket of its own, opened by the master with SO_REUSEPORT so that
 // all of them share the port and the kernel spreads new connections over
 // them. A worker is the same binary, re-executed with the hidden subcommand
-// WorkerCommand. It inherits three descriptors:
+// WorkerCommand. It inherits four descriptors:
 //
 //	fd 3  its slot's listening socket
 //	fd 4  the read end of a control pipe: the configuration as one JSON
 //	      object, then nothing; end of file means the master is gone
 //	fd 5  the write end of a status pipe, on which it writes "ready\n" once
-//	      it accepts connections
+//	      it accepts connections, then a heartbeat byte every second
+//	fd 6  its end of a broker socket, a SOCK_SEQPACKET socketpair through
+//	      which master and worker hand each other new connections
 //
 // The master keeps its own descriptor of every slot socket for as long as the
 // slot exists. That is why no connection is refused while a worker restarts:
@@ -46,6 +48,26 @@
 // PR_SET_PDEATHSIG, which fires when the thread that forked exits rather than
 // the process.
 //
+// Nothing between the master and its workers goes through the file system:
+// no runtime directory, no socket path, nothing to clean up after a kill -9
+// and nothing to create where there is no writable directory (a FROM
+// scratch image, an empty environment, a read-only root). On the broker
+// socket each message is one op byte carrying at most one descriptor
+// (SCM_RIGHTS):
+//
+//	'R'  worker to master: connect me to the pub/sub relay
+//	'R'  master to worker: one end of a new stream socketpair, whose other
+//	     end the master has attached to its relay hub
+//	'M'  master to worker: one end of a new stream socketpair on which the
+//	     worker serves one metrics scrape, in HTTP
+//
+// A new stream for each relay session and each scrape, rather than one
+// long-lived stream per purpose, is what lets a binary upgrade (below)
+// replace the master's image mid-stream: a stream cut by the exec is
+// simply replaced, while a stream carried across it could hold half a
+// frame that neither side can find its way back from. The broker socket
+// itself is carried across, since a datagram arrives whole or not at all.
+//
 // # Supervision
 //
 // A worker that exits without being asked to is replaced: at once the first
@@ -56,6 +78,30 @@
 // other workers and their connections are untouched. When a slot fails
 // Options.CrashLimit times (5) within the window, the master stops every
 // worker gracefully and Run returns an error wrapping ErrCrashLoop.
+//
+// # Liveness
+//
+// A worker that is alive but no longer answers (SIGSTOPped, wedged, or
+// paging itself to death) would keep its slot's share of new connections
+// waiting for ever. So once ready, a worker writes a heartbeat byte on its
+// status pipe every second (a fifth of --worker-timeout if that is
+// shorter), from a goroutine with a ticker: a heartbeat proves that its Go
+// runtime still schedules. The master reads each status pipe with a
+// deadline of --worker-timeout (10s); when it passes with no heartbeat, the
+// master logs it once with the worker's pid and slot, counts it in
+// wsd_worker_hangs_total, kills the worker with SIGKILL (a stopped process
+// cannot act on SIGTERM, and a hung one would not drain) and starts its
+// replacement at once on the same slot socket, as for a crash, without
+// waiting for the kernel to reap the old one. The connections queued in
+// the socket's accept backlog meanwhile are served by the replacement.
+// Until it is ready, /readyz answers 503 naming the slot and the hang. A
+// hang counts towards the crash loop limit. --worker-timeout 0 turns the
+// check off; the workers then send no heartbeats.
+//
+// A worker started from an older binary sends no heartbeats and closes its
+// status pipe after "ready"; the master sees the end of file and does not
+// watch it. A worker that is draining is not watched either: its own stop
+// deadline applies.
 //
 // # Signals
 //
@@ -92,10 +138,22 @@
 // the binary now at its path on disk, exactly like a reload, so that a new
 // binary that cannot even start a worker is found out while the old one still
 // serves. Then it re-executes itself in place with execve(2): the pid does not
-// change, the slot sockets and the workers' control pipes are kept across the
+// change, the slot sockets and, for each worker, the master's ends of its
+// control pipe, its status pipe and its broker socket are kept across the
 // exec (their close-on-exec flag cleared, their numbers passed in the
-// environment variable WSD_UPGRADE_STATE), and the workers, being children of
-// the same pid, are adopted by the new image, which goes on supervising them.
+// environment), and the workers, being children of the same pid, are
+// adopted by the new image, which goes on supervising them and watching
+// their heartbeats. The pub/sub relay's connections and any metrics scrape
+// in flight close at the exec; the workers reconnect through their broker
+// sockets. Workers that an older master image started without a broker
+// socket are adopted and then replaced at once, slot by slot, as in a
+// reload.
+//
+// The sockets, pids and control pipes travel in WSD_UPGRADE_STATE, the
+// status pipes and broker sockets in WSD_UPGRADE_CHANNELS. Binaries from
+// before the latter refuse unknown fields in the former, so keeping them
+// apart lets a binary upgrade go back to such a binary (a rollback): it
+// ignores the channels and leaves their descriptors unused.
 //
 // This is the trade-off against nginx's and tableflip's new-master-beside-
 // the-old design. Keeping the pid means systemd's MAINPID stays right with
@@ -110,22 +168,37 @@
 // # Pub/sub relay
 //
 // With more than one worker and no --redis, the workers' pub/sub goes
-// through the master (package pubsub/cluster): the master listens on
-// pubsub.sock in its runtime directory, and each worker keeps one
-// connection to it, on which it sends the channels it subscribes to and
-// what it publishes; the master writes each publish to every other worker
-// subscribed to its channel. A hub in the master rather than a mesh
-// between workers because the master is the one process that outlives
-// them all: a worker that restarts needs one socket to find, not its
+// through the master (package pubsub/cluster): each worker asks for a
+// connection on its broker socket and gets one end of a new socketpair,
+// whose other end the master attaches to its hub. On it the worker sends
+// the channels it subscribes to and what it publishes; the master writes
+// each publish to every other worker subscribed to its channel. A hub in
+// the master rather than a mesh between workers because the master is the
+// one process that outlives them all: a worker that restarts needs one
+// connection, from the one process it already has a socket to, not its
 // siblings' (which change on every restart and reload), and each worker
-// needs one connection, not one per sibling, which also keeps one
-// worker's messages in order. The cost is one extra hop through the
-// master, which does not parse messages, only copies them. The relay runs
-// whatever the configuration, since a reload may change the number of
-// processes. On a binary upgrade the re-executed master listens again on
-// the same path, and the workers reconnect (with backoff up to a second)
-// and subscribe again; publishes during that gap fail. With --redis every
-// worker talks to Redis instead (package pubsub/redis).
+// needs one connection, not one per sibling, which also keeps one worker's
+// messages in order. The cost is one extra hop through the master, which
+// does not parse messages, only copies them. The relay runs whatever the
+// configuration, since a reload may change the number of processes. A
+// worker that dies ends its connection, and the hub drops it with its
+// subscriptions; its replacement gets a socketpair of its own. On a binary
+// upgrade the exec closes the master's ends, and the workers ask the new
+// image for new connections (with backoff up to a second) and subscribe
+// again; publishes during that gap fail. With --redis every worker talks to
+// Redis instead (package pubsub/redis).
+//
+// # Metrics
+//
+// With --admin-address, each worker keeps its metrics in a registry of its
+// own. For each scrape of the admin address the master sends every ready
+// worker one end of a new socketpair ('M' on the broker socket) and speaks
+// HTTP on the other: a GET answered by promhttp in the delimited protobuf
+// format, on a connection used once (package admin). HTTP on a one-off
+// connection is the simple and robust choice: the exposition format, its
+// negotiation and its size limits are promhttp's and admin's as they were
+// over a unix socket path, and a scrape that times out or is cut by an
+// exec leaves nothing behind on a stream that the next scrape would read.
 //
 // # systemd
 //
@@ -133,7 +206,12 @@
 // worker has reported ready; RELOADING=1 (with MONOTONIC_USEC, which systemd
 // 253's Type=notify-reload requires) when a reload or upgrade starts and
 // READY=1 when it ends, failed or not, with a STATUS= line saying which;
-// STOPPING=1 when it stops. systemd/wsd.service in the repository uses
+// STOPPING=1 when it stops. With WatchdogSec= set, systemd passes
+// WATCHDOG_USEC (and WATCHDOG_PID, which must then be the master's pid),
+// and the master's event loop sends WATCHDOG=1 every half of that, so that
+// systemd restarts a master whose loop is stuck, not only one that died;
+// the workers are the master's to watch. Workers see neither NOTIFY_SOCKET
+// nor the WATCHDOG_ variables. systemd/wsd.service in the repository uses
 // Type=notify and KillMode=mixed: SIGTERM to the master alone, SIGKILL to
 // every process left after TimeoutStopSec.
 //

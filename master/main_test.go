@@ -92,6 +92,10 @@ type serverOpts struct {
 	args      []string // extra flags
 	wrap      []string // a command line to run wsd under, such as unshare
 	noNotify  bool
+	env       []string // added to the environment (last one wins)
+	// bareEnv starts wsd with env as its whole environment, like env -i.
+	bareEnv bool
+	cred    *syscall.Credential // run the master as this user
 }
 
 // startServer starts `wsd serve` on a free port of 127.0.0.1 and waits until
@@ -125,7 +129,13 @@ func launch(t *testing.T, o serverOpts) *server {
 	}
 	args = append(slices.Concat(o.wrap, args), o.args...)
 	s.cmd = exec.Command(args[0], args[1:]...)
-	s.cmd.Env = envWithout(os.Environ(), "NOTIFY_SOCKET=", "WSD_")
+	s.cmd.Env = append(envWithout(os.Environ(), "NOTIFY_SOCKET=", "WSD_", "WATCHDOG_"), o.env...)
+	if o.bareEnv {
+		s.cmd.Env = append([]string{}, o.env...)
+	}
+	if o.cred != nil {
+		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
+	}
 	if !o.noNotify {
 		s.notify = newNotifySocket(t)
 		s.cmd.Env = append(s.cmd.Env, "NOTIFY_SOCKET="+s.notify.path)

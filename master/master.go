@@ -7,13 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/wsd-server/wsd/config"
+	"github.com/wsd-server/wsd/internal/ratelog"
+	"github.com/wsd-server/wsd/pubsub/cluster"
 )
 
 // Options configure Run. Only Config is required.
@@ -92,9 +93,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err := validate(opts.Config); err != nil {
 		return err
 	}
+	log := opts.Logger.With("master", os.Getpid())
 	m := &master{
 		opts:   opts,
-		log:    opts.Logger.With("master", os.Getpid()),
+		log:    log,
+		limit:  ratelog.New(log, 0),
 		cfg:    opts.Config,
 		procs:  make(map[*proc]struct{}),
 		events: make(chan event, 64),
@@ -102,13 +105,6 @@ func Run(ctx context.Context, opts Options) error {
 		self:   selfExecutable(),
 	}
 	defer close(m.done)
-	// The runtime directory is named after the master's pid, which a binary
-	// upgrade keeps, so the re-executed master finds it again.
-	m.runtimeDir = filepath.Join(os.TempDir(), fmt.Sprintf("wsd-%d", os.Getpid()))
-	if err := os.MkdirAll(m.runtimeDir, 0o700); err != nil {
-		return fmt.Errorf("master: runtime directory: %w", err)
-	}
-	defer os.RemoveAll(m.runtimeDir)
 	// Signals are caught before any worker exists, so that none can kill
 	// the master and orphan them.
 	sigs := make(chan os.Signal, 16)
@@ -123,16 +119,18 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer m.stopAdmin()
-	relay, err := startRelay(m.runtimeDir, m.log)
-	if err != nil {
-		return err
-	}
-	defer relay.Close()
+	// The relay exists before any worker, whose broker may ask for it at
+	// once; nothing else writes m.relay.
+	m.relay = startRelay(m.log)
+	defer m.relay.Close()
 	n, err := newNotifier()
 	if err != nil {
 		return err
 	}
 	m.notify = n
+	if m.watchdog, err = watchdogInterval(); err != nil {
+		m.log.Warn("systemd watchdog off", "err", err)
+	}
 
 	if state, ok, err := inheritedState(); err != nil {
 		return err
@@ -182,10 +180,15 @@ func selfExecutable() string {
 type master struct {
 	opts   Options
 	log    *slog.Logger
-	cfg    config.Config // the configuration new slots get
+	limit  *ratelog.Limiter // for the lines that can repeat
+	cfg    config.Config    // the configuration new slots get
 	ep     endpoint
 	self   string
 	notify notifier
+	// watchdog is how often to send WATCHDOG=1 (half systemd's
+	// WatchdogSec), or 0.
+	watchdog time.Duration
+	relay    *cluster.Hub // the pub/sub relay between the workers
 
 	slots  []*slot
 	procs  map[*proc]struct{} // every worker process not yet reaped
@@ -201,8 +204,6 @@ type master struct {
 	stopSigs int // stop signals received
 	fail     error
 
-	runtimeDir string // private directory for the daemon's unix sockets
-
 	admin adminState // metrics and health, see admin.go
 }
 
@@ -214,8 +215,11 @@ type slot struct {
 	cfg     config.Config // what cur runs, and what a restart gets
 	exe     string
 	crashes crashLog
-	respawn bool // a restart is scheduled
-	removed bool
+	// lastFailure says why the slot's last worker failed, for /readyz
+	// until its next worker is ready.
+	lastFailure string
+	respawn     bool // a restart is scheduled
+	removed     bool
 }
 
 type eventKind int
@@ -226,6 +230,7 @@ const (
 	evRespawn                       // a slot's restart delay is over
 	evStartTimeout                  // a worker has not become ready in time
 	evKillTimeout                   // a stopping worker has not exited in time
+	evHang                          // a ready worker's heartbeats stopped
 )
 
 type event struct {
@@ -283,6 +288,15 @@ func (m *master) run(ctx context.Context, sigs <-chan os.Signal) error {
 		defer t.Stop()
 		reap = t.C
 	}
+	var watchdog <-chan time.Time
+	if m.watchdog > 0 && m.notify.enabled() {
+		// The loop itself pets the watchdog, so that systemd restarts a
+		// master whose loop is stuck, not just one that died.
+		t := time.NewTicker(m.watchdog)
+		defer t.Stop()
+		watchdog = t.C
+		m.log.Info("systemd watchdog on", "every", m.watchdog)
+	}
 
 	ctxDone := ctx.Done()
 	for !m.stopping || len(m.procs) > 0 {
@@ -297,6 +311,10 @@ func (m *master) run(ctx context.Context, sigs <-chan os.Signal) error {
 			m.handle(ev)
 		case <-reap:
 			m.reapOrphans()
+		case <-watchdog:
+			if err := m.notify.watchdog(); err != nil {
+				m.limit.Warn("watchdog", "sd_notify WATCHDOG=1", "err", err)
+			}
 		}
 	}
 	m.closeSockets()
@@ -350,6 +368,10 @@ func (m *master) handle(ev event) {
 			m.log.Warn("worker did not stop in time; killing it", "worker", p.pid, "slot", p.slotIndex())
 			p.process.Signal(unix.SIGKILL)
 		}
+	case evHang:
+		if _, alive := m.procs[p]; alive && p.ready && !p.stopping && !m.stopping {
+			m.hung(p)
+		}
 	}
 }
 
@@ -360,6 +382,9 @@ func (m *master) ready(p *proc) {
 	}
 	p.ready = true
 	p.stopTimers()
+	if p.slot != nil {
+		p.slot.lastFailure = ""
+	}
 	m.log.Info("worker ready", "worker", p.pid, "slot", p.slotIndex(), "after", time.Since(p.started).Round(time.Millisecond))
 	if r := m.roll; r != nil {
 		if r.next == p {
@@ -395,9 +420,8 @@ func (m *master) statusLine() string {
 func (m *master) exited(p *proc, state *os.ProcessState, err error) {
 	delete(m.procs, p)
 	p.release()
-	m.forgetWorker(p)
 	how := describeExit(state, err)
-	if m.stopping || p.stopping {
+	if (m.stopping || p.stopping) && p.failure == "" {
 		m.log.Info("worker stopped", "worker", p.pid, "slot", p.slotIndex(), "status", how)
 	} else {
 		if p.failure != "" {
@@ -417,12 +441,13 @@ func (m *master) exited(p *proc, state *os.ProcessState, err error) {
 		return // a worker that was asked to stop
 	}
 	s.cur = nil
-	m.slotFailed(s, how)
+	m.slotFailed(s, fmt.Sprintf("worker %d: %s", p.pid, how))
 }
 
 // slotFailed counts a failure of s's worker and schedules its restart, or
 // stops everything when the slot crash-loops.
 func (m *master) slotFailed(s *slot, why string) {
+	s.lastFailure = why
 	n := s.crashes.add(time.Now(), m.opts.CrashWindow)
 	if n >= m.opts.CrashLimit {
 		m.fail = fmt.Errorf("%w: the worker of slot %d failed %d times within %s (last: %s); stopping",

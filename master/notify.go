@@ -2,9 +2,12 @@ package master
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,6 +65,43 @@ func (n notifier) reloading(status string) error {
 // stopping tells systemd the service is going down.
 func (n notifier) stopping(status string) error {
 	return n.send("STOPPING=1", "STATUS="+status)
+}
+
+// watchdog keeps systemd's watchdog (WatchdogSec=) from firing.
+func (n notifier) watchdog() error {
+	return n.send("WATCHDOG=1")
+}
+
+// enabled reports whether n sends anything.
+func (n notifier) enabled() bool { return n.addr != nil }
+
+// watchdogInterval returns how often to send WATCHDOG=1: half of
+// WATCHDOG_USEC, as sd_watchdog_enabled(3) advises, or 0 when systemd set
+// no watchdog, or set one for another process (WATCHDOG_PID). Like
+// NOTIFY_SOCKET, the variables stay in the master's environment for its
+// binary upgrade, which keeps its pid; workers never see them.
+func watchdogInterval() (time.Duration, error) {
+	usec := os.Getenv("WATCHDOG_USEC")
+	if usec == "" {
+		return 0, nil
+	}
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" {
+		n, err := strconv.Atoi(pid)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("master: WATCHDOG_PID=%q: not a pid", pid)
+		}
+		if n != os.Getpid() {
+			return 0, nil
+		}
+	}
+	n, err := strconv.ParseUint(usec, 10, 63)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("master: WATCHDOG_USEC=%q: not a positive number of microseconds", usec)
+	}
+	// A timer below a millisecond would spin; systemd's own floor is
+	// far above it anyway.
+	d := time.Duration(min(n, math.MaxInt64/uint64(time.Microsecond))) * time.Microsecond
+	return max(d/2, time.Millisecond), nil
 }
 
 // status updates the one-line status systemctl shows.

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,7 @@ func TestNotifier(t *testing.T) {
 				{func() error { return n.reloading("reload") }, []string{"RELOADING=1", "MONOTONIC_USEC=", "STATUS=reload"}},
 				{func() error { return n.stopping("bye") }, []string{"STOPPING=1", "STATUS=bye"}},
 				{func() error { return n.status("busy") }, []string{"STATUS=busy"}},
+				{n.watchdog, []string{"WATCHDOG=1"}},
 			}
 			buf := make([]byte, 4096)
 			for _, tt := range tests {
@@ -98,5 +100,34 @@ func TestNotifierErrors(t *testing.T) {
 	}
 	if err := n.ready("x"); err == nil {
 		t.Error("sending to a socket nobody listens on succeeded")
+	}
+}
+
+func TestWatchdogInterval(t *testing.T) {
+	self := strconv.Itoa(os.Getpid())
+	tests := []struct {
+		usec, pid string
+		want      time.Duration
+		err       bool
+	}{
+		{"", "", 0, false},
+		{"30000000", "", 15 * time.Second, false},
+		{"30000000", self, 15 * time.Second, false},
+		{"30000000", strconv.Itoa(os.Getpid() + 1), 0, false}, // meant for another process
+		{"1000", "", time.Millisecond, false},
+		{"1", "", time.Millisecond, false},
+		{"18446744073709551615", "", 0, true}, // systemd's infinity is never sent
+		{"0", "", 0, true},
+		{"-5", "", 0, true},
+		{"soon", "", 0, true},
+		{"30000000", "nobody", 0, true},
+	}
+	for _, tt := range tests {
+		t.Setenv("WATCHDOG_USEC", tt.usec)
+		t.Setenv("WATCHDOG_PID", tt.pid)
+		got, err := watchdogInterval()
+		if got != tt.want || (err != nil) != tt.err {
+			t.Errorf("WATCHDOG_USEC=%q WATCHDOG_PID=%q: %s, %v; want %s, error %v", tt.usec, tt.pid, got, err, tt.want, tt.err)
+		}
 	}
 }

@@ -1,9 +1,10 @@
 package master
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -20,10 +21,12 @@ type proc struct {
 	slot     *slot // nil for a draining worker adopted across an upgrade
 	cfg      config.Config
 	exe      string
-	lifeline *os.File // write end of the control pipe; its close tells the worker the master is gone
+	lifeline *os.File      // write end of the control pipe; its close tells the worker the master is gone
+	status   *os.File      // read end of the status pipe: "ready", then heartbeats; nil if not watched
+	broker   *net.UnixConn // the master's end of the worker's broker socket; nil for an older worker
 	started  time.Time
 	ready    bool
-	stopping bool   // asked to stop: its exit is no failure
+	stopping bool   // asked to stop, or killed as hung: its slot has moved on
 	failure  string // why the master killed it, if it did
 	timers   []*time.Timer
 }
@@ -47,19 +50,27 @@ func (p *proc) stopTimers() {
 	p.timers = nil
 }
 
-// release frees what the master holds for a reaped worker.
+// release frees what the master holds for a reaped worker. Closing the
+// status pipe and the broker socket ends the goroutines reading them.
 func (p *proc) release() {
 	p.stopTimers()
 	if p.lifeline != nil {
 		p.lifeline.Close()
-		p.lifeline = nil
 	}
+	if p.status != nil {
+		p.status.Close()
+	}
+	if p.broker != nil {
+		p.broker.Close()
+	}
+	p.lifeline, p.status, p.broker = nil, nil, nil
 }
 
 // childEnvSkip lists the variables meant for the master alone: systemd's
 // notification socket (NotifyAccess=main would reject a worker anyway) and
-// the upgrade hand-off.
-var childEnvSkip = []string{"NOTIFY_SOCKET=", "LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", envUpgrade + "="}
+// watchdog, and the upgrade hand-off.
+var childEnvSkip = []string{"NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID=",
+	"LISTEN_PID=", "LISTEN_FDS=", "LISTEN_FDNAMES=", envUpgrade + "=", envUpgradeChannels + "="}
 
 // envWithout returns env without the variables that start with one of the
 // prefixes.
@@ -79,38 +90,47 @@ next:
 
 // spawn starts a worker for slot s running cfg from the binary exe. The
 // worker inherits the slot's socket, the read end of a control pipe that
-// carries its configuration and then stays open as its lifeline, and the
-// write end of a status pipe on which it reports that it serves.
+// carries its configuration and then stays open as its lifeline, the write
+// end of a status pipe on which it reports that it serves and then beats,
+// and its end of a broker socket.
 func (m *master) spawn(s *slot, cfg config.Config, exe string) (*proc, error) {
+	var mine, theirs []io.Closer // closed on failure; theirs also after the start
+	fail := func(err error) (*proc, error) {
+		closeClosers(mine)
+		closeClosers(theirs)
+		return nil, err
+	}
 	controlR, controlW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("master: control pipe: %w", err)
+		return fail(fmt.Errorf("master: control pipe: %w", err))
 	}
+	mine, theirs = append(mine, controlW), append(theirs, controlR)
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
-		controlR.Close()
-		controlW.Close()
-		return nil, fmt.Errorf("master: status pipe: %w", err)
+		return fail(fmt.Errorf("master: status pipe: %w", err))
 	}
+	mine, theirs = append(mine, statusR), append(theirs, statusW)
+	broker, brokerW, err := brokerPair()
+	if err != nil {
+		return fail(err)
+	}
+	mine, theirs = append(mine, broker), append(theirs, brokerW)
 	cmd := &exec.Cmd{
-		Path:       exe,
-		Args:       []string{os.Args[0], WorkerCommand},
-		Env:        envWithout(os.Environ(), childEnvSkip...),
-		Stdout:     os.Stdout,
-		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{s.socket, controlR, statusW}, // listenFD, controlFD, statusFD
+		Path:   exe,
+		Args:   []string{os.Args[0], WorkerCommand},
+		Env:    envWithout(os.Environ(), childEnvSkip...),
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		// listenFD, controlFD, statusFD, brokerFD
+		ExtraFiles: []*os.File{s.socket, controlR, statusW, brokerW},
 		// A process group of its own keeps the worker out of the terminal's
 		// Ctrl-C: SIGINT reaches the master only, which decides.
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
-	err = cmd.Start()
-	controlR.Close()
-	statusW.Close()
-	if err != nil {
-		controlW.Close()
-		statusR.Close()
-		return nil, fmt.Errorf("master: starting a worker from %s: %w", exe, err)
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("master: starting a worker from %s: %w", exe, err))
 	}
+	closeClosers(theirs)
 	p := &proc{
 		pid:      cmd.Process.Pid,
 		process:  cmd.Process,
@@ -118,6 +138,8 @@ func (m *master) spawn(s *slot, cfg config.Config, exe string) (*proc, error) {
 		cfg:      cfg,
 		exe:      exe,
 		lifeline: controlW,
+		status:   statusR,
+		broker:   broker,
 		started:  time.Now(),
 	}
 	m.procs[p] = struct{}{}
@@ -126,21 +148,21 @@ func (m *master) spawn(s *slot, cfg config.Config, exe string) (*proc, error) {
 	// The spec is a few KiB, far below a pipe's buffer, so this write does
 	// not wait for the worker; the deadline only guards against surprises.
 	controlW.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := json.NewEncoder(controlW).Encode(workerSpec{Slot: s.index, Config: cfg, RuntimeDir: m.runtimeDir}); err != nil {
+	spec := workerSpec{Slot: s.index, Config: cfg, Heartbeat: heartbeatInterval(cfg.WorkerTimeout), Broker: true}
+	if err := json.NewEncoder(controlW).Encode(spec); err != nil {
 		m.log.Error("sending the configuration to a worker", "worker", p.pid, "err", err)
 	}
-	go m.watchReady(p, statusR)
+	go m.watchStatus(p, statusR, cfg.WorkerTimeout, false)
+	go m.serveBroker(p, broker)
 	go m.wait(p)
 	p.after(m.opts.StartTimeout, func() { m.send(event{kind: evStartTimeout, p: p}) })
 	return p, nil
 }
 
-// watchReady waits for the worker's "ready" line.
-func (m *master) watchReady(p *proc, status *os.File) {
-	defer status.Close()
-	line, _ := bufio.NewReader(status).ReadString('\n')
-	if line == "ready\n" {
-		m.send(event{kind: evReady, p: p})
+// closeClosers closes each of cs.
+func closeClosers(cs []io.Closer) {
+	for _, c := range cs {
+		c.Close()
 	}
 }
 

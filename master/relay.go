@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/wsd-server/wsd/config"
@@ -13,30 +12,26 @@ import (
 	"github.com/wsd-server/wsd/wsext"
 )
 
-// relaySocket is the name of the pub/sub relay's socket in the runtime
-// directory.
-const relaySocket = "pubsub.sock"
-
-// relayDialTimeout bounds a worker's wait for the master's relay.
+// relayDialTimeout bounds a worker's wait for its first connection to the
+// master's relay.
 const relayDialTimeout = 10 * time.Second
 
 // startRelay starts the master's side of the cluster pub/sub engine: a hub
-// on a unix socket in the runtime directory that relays each worker's
-// publishes to the other workers. It always runs, whatever the number of
+// that relays each worker's publishes to the other workers. It listens on
+// nothing: each worker asks for a connection over its broker socket, and
+// gets one end of a new socketpair whose other end the master attaches to
+// the hub (see broker.go). It always runs, whatever the number of
 // processes and --redis, because a reload may change either; idle, it
-// costs one goroutine.
-func startRelay(runtimeDir string, log *slog.Logger) (*cluster.Hub, error) {
-	h, err := cluster.Listen(filepath.Join(runtimeDir, relaySocket), cluster.Options{Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("master: pub/sub relay: %w", err)
-	}
-	return h, nil
+// costs nothing.
+func startRelay(log *slog.Logger) *cluster.Hub {
+	return cluster.NewHub(cluster.Options{Logger: log})
 }
 
 // pubsubEngine makes a worker's pub/sub engine: Redis when --redis is set,
-// whatever the number of processes; the master's relay with more than one
-// process; none (in-process) otherwise. The returned function closes it.
-func pubsubEngine(ctx context.Context, cfg config.Config, runtimeDir string, log *slog.Logger) (wsext.Engine, func(), error) {
+// whatever the number of processes; the master's relay, reached through
+// the broker socket brk, with more than one process; none (in-process)
+// otherwise. The returned function closes it.
+func pubsubEngine(ctx context.Context, cfg config.Config, brk *workerBroker, log *slog.Logger) (wsext.Engine, func(), error) {
 	switch {
 	case cfg.Redis != "":
 		redis.SetLogger(log)
@@ -45,10 +40,10 @@ func pubsubEngine(ctx context.Context, cfg config.Config, runtimeDir string, log
 			return nil, nil, fmt.Errorf("master: worker: pub/sub over Redis: %w", err)
 		}
 		return e, func() { e.Close() }, nil
-	case processes(cfg) > 1 && runtimeDir != "":
+	case processes(cfg) > 1 && brk != nil:
 		ctx, cancel := context.WithTimeout(ctx, relayDialTimeout)
 		defer cancel()
-		e, err := cluster.Dial(ctx, filepath.Join(runtimeDir, relaySocket), cluster.Options{Logger: log})
+		e, err := cluster.NewEngine(ctx, brk.dialRelay, cluster.Options{Logger: log})
 		if err != nil {
 			return nil, nil, fmt.Errorf("master: worker: %w", err)
 		}

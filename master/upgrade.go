@@ -1,10 +1,13 @@
 package master
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -15,11 +18,24 @@ import (
 // re-executes into.
 const envUpgrade = "WSD_UPGRADE_STATE"
 
+// envUpgradeChannels carries, next to envUpgrade, the master's ends of each
+// worker's status pipe and broker socket (inheritChannels). They are not
+// fields of envUpgrade because binaries older than these channels refuse
+// unknown fields there, and a binary upgrade back to one of them (a
+// rollback) must keep working; such a binary ignores the variable and
+// leaves the descriptors open and unused. As it also leaves the variable in
+// its environment for its own next upgrade, the variable names the state it
+// was made with, by digest, and one made with another state is ignored.
+const envUpgradeChannels = "WSD_UPGRADE_CHANNELS"
+
 // inheritState is what a master hands over across its re-execution: the
 // listening sockets and the workers serving them, by descriptor number and
-// pid. The descriptors survive the exec because the master clears their
+// pid, with the master's ends of each worker's pipes and broker socket.
+// The descriptors survive the exec because the master clears their
 // close-on-exec flag; the workers survive it because exec does not touch
-// children, which stay children of the same pid.
+// children, which stay children of the same pid. What the master does not
+// hand over closes at the exec: the relay's connections, which the workers
+// replace through their broker sockets, and any scrape in progress.
 type inheritState struct {
 	Network  string        `json:"network"`
 	Addr     string        `json:"addr"`
@@ -31,6 +47,81 @@ type inheritSlot struct {
 	Socket   int `json:"socket"`
 	PID      int `json:"pid"`
 	Lifeline int `json:"lifeline"` // write end of the worker's control pipe
+	// Status is the read end of the worker's status pipe, on which it
+	// beats; Broker is the master's end of its broker socket. They travel
+	// in envUpgradeChannels. A master image older than both leaves them
+	// out (0), and the new image then replaces its workers at once.
+	Status int `json:"-"`
+	Broker int `json:"-"`
+}
+
+// inheritChannels is the value of envUpgradeChannels.
+type inheritChannels struct {
+	State   string           `json:"state"` // hex SHA-256 of the envUpgrade value it goes with
+	Workers []inheritChannel `json:"workers"`
+}
+
+type inheritChannel struct {
+	PID    int `json:"pid"`
+	Status int `json:"status"`
+	Broker int `json:"broker"`
+}
+
+// stateDigest names an envUpgrade value in envUpgradeChannels.
+func stateDigest(state string) string {
+	sum := sha256.Sum256([]byte(state))
+	return hex.EncodeToString(sum[:])
+}
+
+// parseInheritChannels decodes an envUpgradeChannels value and sets the
+// descriptors it carries in st, the decoded envUpgrade value state. A value
+// made for another state is ignored: it was left behind by a binary that
+// did not know it. Unknown fields are ignored too, for a rollback from a
+// binary that knows more.
+func parseInheritChannels(s, state string, st *inheritState) error {
+	var ch inheritChannels
+	if err := json.Unmarshal([]byte(s), &ch); err != nil {
+		return fmt.Errorf("master: %s: %w", envUpgradeChannels, err)
+	}
+	if ch.State != stateDigest(state) {
+		return nil
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("master: %s: "+format, append([]any{envUpgradeChannels}, args...)...)
+	}
+	fds := make(map[int]bool)
+	slotOf := make(map[int]int) // pid to slot index
+	for i, sl := range st.Slots {
+		fds[sl.Socket], fds[sl.Lifeline] = true, true
+		if sl.PID > 0 {
+			slotOf[sl.PID] = i
+		}
+	}
+	useFD := func(fd int) bool {
+		if fd == 0 {
+			return true // absent
+		}
+		if fd < 3 || fds[fd] {
+			return false
+		}
+		fds[fd] = true
+		return true
+	}
+	seen := make(map[int]bool)
+	for _, w := range ch.Workers {
+		i, ok := slotOf[w.PID]
+		switch {
+		case !ok || seen[w.PID]:
+			return bad("pid %d", w.PID)
+		case !useFD(w.Status):
+			return bad("worker %d: status descriptor %d", w.PID, w.Status)
+		case !useFD(w.Broker):
+			return bad("worker %d: broker descriptor %d", w.PID, w.Broker)
+		}
+		seen[w.PID] = true
+		st.Slots[i].Status, st.Slots[i].Broker = w.Status, w.Broker
+	}
+	return nil
 }
 
 // parseInheritState decodes and checks an inheritState.
@@ -91,6 +182,8 @@ func parseInheritState(s string) (inheritState, error) {
 // inheritedState reads the state a previous master image left, if any, and
 // removes it from the environment so that workers do not see it.
 func inheritedState() (inheritState, bool, error) {
+	channels, hasChannels := os.LookupEnv(envUpgradeChannels)
+	os.Unsetenv(envUpgradeChannels)
 	s, ok := os.LookupEnv(envUpgrade)
 	if !ok {
 		return inheritState{}, false, nil
@@ -100,10 +193,26 @@ func inheritedState() (inheritState, bool, error) {
 	if err != nil {
 		return st, false, err
 	}
+	if hasChannels {
+		if err := parseInheritChannels(channels, s, &st); err != nil {
+			return st, false, err
+		}
+	}
 	for i, sl := range st.Slots {
 		v, err := unix.GetsockoptInt(sl.Socket, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 		if err != nil || v != 1 {
 			return st, false, fmt.Errorf("master: %s: slot %d: descriptor %d is not a listening socket", envUpgrade, i, sl.Socket)
+		}
+		if sl.Broker != 0 {
+			if v, err := unix.GetsockoptInt(sl.Broker, unix.SOL_SOCKET, unix.SO_TYPE); err != nil || v != unix.SOCK_SEQPACKET {
+				return st, false, fmt.Errorf("master: %s: slot %d: descriptor %d is not a broker socket", envUpgradeChannels, i, sl.Broker)
+			}
+		}
+		if sl.Status != 0 {
+			var stat unix.Stat_t
+			if err := unix.Fstat(sl.Status, &stat); err != nil || stat.Mode&unix.S_IFMT != unix.S_IFIFO {
+				return st, false, fmt.Errorf("master: %s: slot %d: descriptor %d is not a status pipe", envUpgradeChannels, i, sl.Status)
+			}
 		}
 	}
 	return st, true, nil
@@ -113,6 +222,7 @@ func inheritedState() (inheritState, bool, error) {
 // was before its binary upgrade.
 func (m *master) adopt(st inheritState) error {
 	m.ep = endpoint{network: st.Network, addr: st.Addr}
+	older := false // workers that predate the broker socket
 	for i, is := range st.Slots {
 		unix.CloseOnExec(is.Socket)
 		s := &slot{index: i, socket: os.NewFile(uintptr(is.Socket), "wsd-listener"), cfg: m.cfg, exe: m.self}
@@ -128,6 +238,21 @@ func (m *master) adopt(st inheritState) error {
 		p.lifeline = os.NewFile(uintptr(is.Lifeline), "wsd-lifeline")
 		p.ready = true
 		s.cur = p
+		if is.Status != 0 {
+			unix.CloseOnExec(is.Status)
+			// The pipe is still in the non-blocking mode os.Pipe gave it,
+			// so NewFile makes it pollable and its deadlines work.
+			p.status = os.NewFile(uintptr(is.Status), "wsd-status")
+			go m.watchStatus(p, p.status, p.cfg.WorkerTimeout, true)
+		}
+		if is.Broker == 0 {
+			older = true
+			continue
+		}
+		if p.broker, err = fdConn(is.Broker, "wsd-broker"); err != nil {
+			return err
+		}
+		go m.serveBroker(p, p.broker)
 	}
 	for _, pid := range st.Draining {
 		p, err := m.adoptProc(pid, nil)
@@ -149,6 +274,13 @@ func (m *master) adopt(st inheritState) error {
 	if m.allReady() {
 		m.serving = true
 		m.sdNotify(m.notify.ready(m.statusLine() + " (binary upgraded)"))
+	}
+	if older {
+		// Their master reached them through a runtime directory, which
+		// the exec left behind and which is named after this very pid.
+		os.RemoveAll(filepath.Join(os.TempDir(), fmt.Sprintf("wsd-%d", os.Getpid())))
+		m.log.Warn("binary upgrade: the workers predate this binary's master protocol (no heartbeats, pub/sub relay or metrics); replacing them")
+		m.requestRoll(false)
 	}
 	return nil
 }
@@ -175,6 +307,25 @@ func (m *master) execUpgrade(exe string) error {
 		if p := s.cur; p != nil {
 			is.PID, is.Lifeline = p.pid, int(p.lifeline.Fd())
 			fds = append(fds, is.Lifeline)
+			// rawFD rather than Fd: should the exec fail, the master goes
+			// on reading these with deadlines, which need them
+			// non-blocking.
+			if p.status != nil {
+				fd, err := rawFD(p.status)
+				if err != nil {
+					return fmt.Errorf("master: worker %d's status pipe: %w", p.pid, err)
+				}
+				is.Status = fd
+				fds = append(fds, fd)
+			}
+			if p.broker != nil {
+				fd, err := rawFD(p.broker)
+				if err != nil {
+					return fmt.Errorf("master: worker %d's broker socket: %w", p.pid, err)
+				}
+				is.Broker = fd
+				fds = append(fds, fd)
+			}
 		}
 		fds = append(fds, is.Socket)
 		st.Slots = append(st.Slots, is)
@@ -188,13 +339,24 @@ func (m *master) execUpgrade(exe string) error {
 	if err != nil {
 		return err
 	}
+	ch := inheritChannels{State: stateDigest(string(b))}
+	for _, is := range st.Slots {
+		if is.PID > 0 && (is.Status != 0 || is.Broker != 0) {
+			ch.Workers = append(ch.Workers, inheritChannel{PID: is.PID, Status: is.Status, Broker: is.Broker})
+		}
+	}
+	chb, err := json.Marshal(ch)
+	if err != nil {
+		return err
+	}
 	for _, fd := range fds {
 		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err != nil {
 			restoreCloseOnExec(fds)
 			return fmt.Errorf("master: keeping descriptor %d across exec: %w", fd, err)
 		}
 	}
-	env := append(envWithout(os.Environ(), envUpgrade+"="), envUpgrade+"="+string(b))
+	env := append(envWithout(os.Environ(), envUpgrade+"=", envUpgradeChannels+"="),
+		envUpgrade+"="+string(b), envUpgradeChannels+"="+string(chb))
 	m.log.Info("binary upgrade: re-executing the master", "binary", exe)
 	err = syscall.Exec(exe, os.Args, env)
 	restoreCloseOnExec(fds)

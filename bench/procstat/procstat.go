@@ -132,6 +132,44 @@ func RSS(pid int) (int64, error) {
 	return kb * 1024, nil
 }
 
+// PeakRSS returns the peak resident memory of pid and its descendants in
+// bytes: the sum of their VmHWM in /proc/PID/status, each process's high
+// water mark since it started. The processes need not have peaked at the
+// same moment, so for a tree of several processes it is an upper bound.
+// A descendant that exits while being read is left out; the root must
+// exist.
+func PeakRSS(pid int) (int64, error) {
+	pids, err := Tree(pid)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, p := range pids {
+		hwm, err := highWaterMark(p)
+		if err != nil {
+			if p == pid {
+				return 0, err
+			}
+			continue
+		}
+		sum += hwm
+	}
+	return sum, nil
+}
+
+// highWaterMark returns VmHWM of one process in bytes.
+func highWaterMark(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("procstat: %w", err)
+	}
+	kb, err := fieldKB(b, "VmHWM:")
+	if err != nil {
+		return 0, fmt.Errorf("procstat: status of %d: %w", pid, err)
+	}
+	return kb * 1024, nil
+}
+
 // CPUTime returns the user plus system CPU time of one process.
 func CPUTime(pid int) (time.Duration, error) {
 	st, err := readStat(pid)

@@ -137,6 +137,11 @@ func TestTreeAndMeasure(t *testing.T) {
 	if err != nil || one <= 0 || one >= s.RSS {
 		t.Errorf("RSS of the shell = %d, %v; tree total %d", one, err, s.RSS)
 	}
+	// Each process's peak is at least what it holds now, and the shell
+	// alone holds less than the tree.
+	if peak, err := PeakRSS(cmd.Process.Pid); err != nil || peak <= one {
+		t.Errorf("PeakRSS = %d, %v; the shell's RSS %d, the tree's %d", peak, err, one, s.RSS)
+	}
 }
 
 func TestMeasureSelfCPU(t *testing.T) {
@@ -162,6 +167,9 @@ func TestMissingProcess(t *testing.T) {
 	}
 	if _, err := Measure(cmd.Process.Pid); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Measure of an exited process: %v, want ErrNotExist", err)
+	}
+	if _, err := PeakRSS(cmd.Process.Pid); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("PeakRSS of an exited process: %v, want ErrNotExist", err)
 	}
 }
 

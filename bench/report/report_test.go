@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +226,89 @@ func TestDetectMachine(t *testing.T) {
 	}
 	if _, err := os.Stat("/proc/cpuinfo"); err == nil && m.Kernel == "" {
 		t.Errorf("no kernel release read: %+v", m)
+	}
+}
+
+func TestBeforeColumn(t *testing.T) {
+	tests := []struct {
+		name        string
+		before      string
+		header      []string // of the results table
+		want, never []string
+	}{
+		{"without", "", []string{"scenario", "metric", "wsd", "baseline", "ratio", "target", "met?"}, []string{
+			"| scenario | metric | wsd | baseline | ratio | target | met? |\n|---|---|--:|--:|--:|---|---|\n",
+			"| echo 64 B × 100 conns | msg/s | 75.0 k | 69.0 k | 1.09× | ≥ 1.0× | ✅ yes |",
+			"| scenario | metric | wsd runs | baseline runs |\n|---|---|---|---|\n",
+			"| echo 64 B × 100 conns | msg/s | 74.0 k / 75.0 k / 76.0 k | 69.0 k / 68.0 k / 70.0 k |\n",
+			"the two servers run one after the other (in ABBA order",
+			"Ratio is wsd ÷ baseline,",
+		}, []string{"wsd before", "÷ before"}},
+		{"with", "wsd before", []string{"scenario", "metric", "wsd", "baseline", "wsd before", "ratio", "wsd ÷ before", "target", "met?"}, []string{
+			"| scenario | metric | wsd | baseline | wsd before | ratio | wsd ÷ before | target | met? |\n|---|---|--:|--:|--:|--:|--:|---|---|\n",
+			"| echo 64 B × 100 conns | msg/s | 75.0 k | 69.0 k | 50.0 k | 1.09× | 1.50× | ≥ 1.0× | ✅ yes |",
+			`| idle \| 10 000 | KB/conn | 1.90 | 14.0 | — | 0.14× | — | ≤ 2 KB | ❌ no (1 run failed) |`,
+			"| http | req/s | — | 68.0 k | — | — | — | — | — |",
+			"| scenario | metric | wsd runs | baseline runs | wsd before runs |\n|---|---|---|---|---|\n",
+			"| echo 64 B × 100 conns | msg/s | 74.0 k / 75.0 k / 76.0 k | 69.0 k / 68.0 k / 70.0 k | 50.0 k / 49.0 k |\n",
+			"| http | req/s | — | — | — |\n",
+			"the three servers run one after the other (wsd, baseline, wsd before, then the other way round",
+			"wsd ÷ before is wsd ÷ wsd before",
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := sampleDocument()
+			if tt.before != "" {
+				d.Before = tt.before
+				d.Rows[0].Before, d.Rows[0].BeforeRatio, d.Rows[0].BeforeRuns = 50000, 1.5, []float64{50000, 49000}
+				for i := 1; i < len(d.Rows); i++ {
+					d.Rows[i].Before, d.Rows[i].BeforeRatio = math.NaN(), math.NaN()
+				}
+			}
+			var b bytes.Buffer
+			if err := d.WriteMarkdown(&b); err != nil {
+				t.Fatal(err)
+			}
+			s := b.String()
+			for _, w := range tt.want {
+				if !strings.Contains(s, w) {
+					t.Errorf("markdown lacks %q:\n%s", w, s)
+				}
+			}
+			for _, n := range tt.never {
+				if strings.Contains(s, n) {
+					t.Errorf("markdown contains %q:\n%s", n, s)
+				}
+			}
+			// Every line of the results table has a cell per column.
+			table := s[strings.Index(s, "| scenario | metric |"):]
+			table = table[:strings.Index(table, "\n\n")]
+			for _, line := range strings.Split(table, "\n") {
+				if n := strings.Count(strings.ReplaceAll(line, `\|`, ""), "|") - 1; n != len(tt.header) {
+					t.Errorf("%d cells, want %d: %s", n, len(tt.header), line)
+				}
+			}
+
+			var tb bytes.Buffer
+			if err := d.WriteTable(&tb); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(tb.String()), "\n")
+			if got := regexp.MustCompile(`\s{2,}`).Split(lines[0], -1); !slices.Equal(got, tt.header) {
+				t.Errorf("table header %q, want %q", got, tt.header)
+			}
+			// The ratio columns line up with their values.
+			for col, val := range map[string]string{"ratio": "1.09×", "wsd ÷ before": "1.50×"} {
+				i := strings.Index(lines[0], col)
+				if i < 0 {
+					continue
+				}
+				start := len([]rune(lines[0][:i]))
+				if !strings.HasPrefix(string([]rune(lines[1])[start:]), val) {
+					t.Errorf("column %q misaligned:\n%s", col, tb.String())
+				}
+			}
+		})
 	}
 }

@@ -11,7 +11,8 @@ import (
 )
 
 // Row is one line of the results table: a measured quantity for the server
-// under test and the baseline, their ratio and the target it is held to.
+// under test, the baseline and, optionally, an earlier build of the server
+// under test ("before"), the ratios and the target it is held to.
 type Row struct {
 	// Scenario names what was run ("echo 64 B × 100 conns").
 	Scenario string
@@ -22,14 +23,18 @@ type Row struct {
 	Test, Base float64
 	// Ratio is Test/Base (NaN when not meaningful).
 	Ratio float64
+	// Before is the median for the earlier build, and BeforeRatio is
+	// Test/Before; both are shown only when the document names a before
+	// server.
+	Before, BeforeRatio float64
 	// Target is the goal in words ("≥ 1.0× raw"), empty when none.
 	Target string
 	// Met is "yes", "no" or "" (no target, or no data).
 	Met string
 	// Note explains anything unusual (a failed run, an incomplete one).
 	Note string
-	// TestRuns and BaseRuns are the individual runs' values.
-	TestRuns, BaseRuns []float64
+	// TestRuns, BaseRuns and BeforeRuns are the individual runs' values.
+	TestRuns, BaseRuns, BeforeRuns []float64
 }
 
 // FormatValue renders a measured value for the table.
@@ -60,9 +65,16 @@ func FormatRatio(r float64) string {
 // WriteTable writes rows as an aligned plain-text table with the two
 // servers' names as column headers.
 func WriteTable(w io.Writer, test, base string, rows []Row) error {
+	return (&Document{Test: test, Base: base, Rows: rows}).WriteTable(w)
+}
+
+// WriteTable writes d's rows as an aligned plain-text table: the server
+// under test, the baseline, the before server if d names one, and the
+// ratios.
+func (d *Document) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "scenario\tmetric\t%s\t%s\tratio\ttarget\tmet?\n", test, base)
-	for _, r := range rows {
+	fmt.Fprintln(tw, strings.Join(d.header(), "\t"))
+	for _, r := range d.Rows {
 		met := r.Met
 		if met == "" {
 			met = "—"
@@ -70,10 +82,36 @@ func WriteTable(w io.Writer, test, base string, rows []Row) error {
 		if r.Note != "" {
 			met += " (" + r.Note + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Scenario, r.Metric,
-			FormatValue(r.Test), FormatValue(r.Base), FormatRatio(r.Ratio), orDash(r.Target), met)
+		fmt.Fprintln(tw, strings.Join(d.cells(r, orDash(r.Target), met), "\t"))
 	}
 	return tw.Flush()
+}
+
+// header returns the results table's column names.
+func (d *Document) header() []string {
+	if d.Before == "" {
+		return []string{"scenario", "metric", d.Test, d.Base, "ratio", "target", "met?"}
+	}
+	return []string{"scenario", "metric", d.Test, d.Base, d.Before, "ratio", d.beforeRatioName(), "target", "met?"}
+}
+
+// cells returns r's cells in the order of header, unescaped.
+func (d *Document) cells(r Row, target, met string) []string {
+	if d.Before == "" {
+		return []string{r.Scenario, r.Metric, FormatValue(r.Test), FormatValue(r.Base), FormatRatio(r.Ratio), target, met}
+	}
+	return []string{r.Scenario, r.Metric, FormatValue(r.Test), FormatValue(r.Base), FormatValue(r.Before),
+		FormatRatio(r.Ratio), FormatRatio(r.BeforeRatio), target, met}
+}
+
+// beforeRatioName names the column of Test/Before: "wsd ÷ before" for the
+// servers "wsd" and "wsd before".
+func (d *Document) beforeRatioName() string {
+	short, ok := strings.CutPrefix(d.Before, d.Test+" ")
+	if !ok || short == "" {
+		short = d.Before
+	}
+	return d.Test + " ÷ " + short
 }
 
 func orDash(s string) string {

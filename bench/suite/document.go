@@ -20,6 +20,7 @@ func (r *Results) Document(invocation string, checks []Check) *report.Document {
 		Machine:   m,
 		Test:      r.Config.Test.Name,
 		Base:      r.Config.Base.Name,
+		Before:    r.Config.beforeName(),
 		Runs:      r.Config.Runs,
 		Rows:      r.Rows(checks),
 	}
@@ -29,7 +30,11 @@ func (r *Results) Document(invocation string, checks []Check) *report.Document {
 		"",
 		"# the servers, started one at a time, each on a free port (PORT)",
 		r.Config.Test.CommandLine(),
-		r.Config.Base.CommandLine(),
+		r.Config.Base.CommandLine())
+	if r.Config.Before != nil {
+		d.Commands = append(d.Commands, r.Config.Before.CommandLine())
+	}
+	d.Commands = append(d.Commands,
 		"",
 		"# each scenario once, against a server already running on PORT (PID: its process id)")
 	for _, sc := range r.Config.Scenarios {
@@ -45,8 +50,18 @@ func (r *Results) Document(invocation string, checks []Check) *report.Document {
 			"the measured interval divided by the round trips. The stuck-receiver scenario adds one "+
 			"connection that never reads (4 KiB receive buffer); its target compares the server with its "+
 			"own rate in the same scenario without that connection.")
+	if r.ran("broadcast-1000-4KiB") {
+		d.Notes = append(d.Notes, "The RSS peak is the high water mark (VmHWM in /proc/PID/status, summed over the server's process "+
+			"tree) of a server started for that run, so it covers connecting the receivers and the broadcasts. "+
+			"It shows whether a broadcast frame is shared by its recipients' queues: a copy for each would add "+
+			"up to 1 000 × 4 KiB for every message still queued.")
+	}
+	if r.Config.Before != nil {
+		d.Notes = append(d.Notes, fmt.Sprintf("%s is an earlier build of %s, run with the same command line "+
+			"and shown for comparison; no target depends on it.", d.Before, d.Test))
+	}
 
-	if idle := "idle-10000"; slices.ContainsFunc(r.Config.Scenarios, func(s Scenario) bool { return s.Name == idle }) {
+	if idle := "idle-10000"; r.ran(idle) {
 		kernel := append(r.Values(idle, d.Test, KernelPerConn), r.Values(idle, d.Base, KernelPerConn)...)
 		d.Estimate = &report.Estimate{
 			Conns:         1_000_000,
@@ -62,6 +77,19 @@ func (r *Results) Document(invocation string, checks []Check) *report.Document {
 		d.Notes = append(d.Notes, fmt.Sprintf("%d runs failed; their errors are in the suite's output.", n))
 	}
 	return d
+}
+
+// ran reports whether the suite included the scenario named name.
+func (r *Results) ran(name string) bool {
+	return slices.ContainsFunc(r.Config.Scenarios, func(s Scenario) bool { return s.Name == name })
+}
+
+// beforeName returns the before server's name, empty without one.
+func (c Config) beforeName() string {
+	if c.Before == nil {
+		return ""
+	}
+	return c.Before.Name
 }
 
 func (r *Results) failures() int {

@@ -18,6 +18,7 @@ func ExampleStandard() {
 	// wsd-bench echo --url ws://127.0.0.1:8080/ --conns 10 --size 65536 --duration 3s
 	// wsd-bench broadcast --url ws://127.0.0.1:8080/broadcast --receivers 1000 --size 64 --window 32 --duration 3s
 	// wsd-bench broadcast --url ws://127.0.0.1:8080/broadcast --receivers 10000 --size 64 --window 4 --duration 3s
+	// wsd-bench broadcast --url ws://127.0.0.1:8080/broadcast --receivers 1000 --size 4096 --window 32 --duration 3s
 	// wsd-bench broadcast --url ws://127.0.0.1:8080/broadcast --receivers 100 --size 4096 --window 32 --duration 3s
 	// wsd-bench broadcast --url ws://127.0.0.1:8080/broadcast --receivers 100 --stuck 1 --size 4096 --window 32 --duration 3s
 	// wsd-bench http --url http://127.0.0.1:8080/ --conns 100 --duration 3s

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wsd-server/wsd/bench/load"
+	"github.com/wsd-server/wsd/bench/procstat"
 )
 
 // Mode is a kind of load.
@@ -42,6 +43,7 @@ const (
 	KernelPerConn  = "kernel slab bytes/conn"
 	ServerBaseRSS  = "server RSS bytes before"
 	ServerFinalRSS = "server RSS bytes at last step"
+	PeakRSS        = "server RSS peak bytes"
 )
 
 // Metrics are the numbers one run produced, by metric name.
@@ -83,12 +85,17 @@ func (s Scenario) Unit() string {
 	}
 }
 
+// DefaultDuration is the measured time of one run in the standard set. With
+// start-up, connecting and settling, three runs of each scenario against
+// three servers (wsd, the baseline and an earlier wsd) take about six
+// minutes on a 2-core machine, against two about four.
+const DefaultDuration = 2 * time.Second
+
 // Standard returns the standard set, each measured run lasting d (0 means
-// 3 s). Together with start-up and settling, three runs of each against
-// two servers take about five minutes on a 2-core machine.
+// DefaultDuration).
 func Standard(d time.Duration) []Scenario {
 	if d <= 0 {
-		d = 3 * time.Second
+		d = DefaultDuration
 	}
 	return []Scenario{
 		{Name: "idle-10000", Title: "idle 5 000 → 10 000 conns", Mode: ModeIdle, Steps: []int{5000, 10000}},
@@ -97,6 +104,7 @@ func Standard(d time.Duration) []Scenario {
 		{Name: "echo-64KiB-10", Title: "echo 64 KiB × 10 conns", Mode: ModeEcho, Conns: 10, Size: 64 << 10, Duration: d},
 		{Name: "broadcast-1000", Title: "broadcast 64 B to 1 000", Mode: ModeBroadcast, Receivers: 1000, Size: 64, Window: 32, Duration: d},
 		{Name: "broadcast-10000", Title: "broadcast 64 B to 10 000", Mode: ModeBroadcast, Receivers: 10000, Size: 64, Window: 4, Duration: d},
+		{Name: "broadcast-1000-4KiB", Title: "broadcast 4 KiB to 1 000", Mode: ModeBroadcast, Receivers: 1000, Size: 4 << 10, Window: 32, Duration: d},
 		{Name: "broadcast-100-4KiB", Title: "broadcast 4 KiB to 100", Mode: ModeBroadcast, Receivers: 100, Size: 4 << 10, Window: 32, Duration: d},
 		{Name: "broadcast-100-4KiB-stuck", Title: "broadcast 4 KiB to 100 + 1 stuck", Mode: ModeBroadcast, Receivers: 100, Stuck: 1, Size: 4 << 10, Window: 32, Duration: d},
 		{Name: "http-100", Title: "HTTP GET / × 100 conns", Mode: ModeHTTP, Conns: 100, Duration: d},
@@ -198,8 +206,17 @@ func (s Scenario) Run(ctx context.Context, addr string, pid int, counter *atomic
 		if r.Complete {
 			complete = 1
 		}
-		return Metrics{DelivPerSec: r.DeliveriesPerSec(), Complete: complete, Missing: float64(r.Missing),
-			P50: ms(r.Latency.Quantile(0.5)), P99: ms(r.Latency.Quantile(0.99)), CPUPerUnit: us(r.CPUPerDelivery())}, nil
+		m := Metrics{DelivPerSec: r.DeliveriesPerSec(), Complete: complete, Missing: float64(r.Missing),
+			P50: ms(r.Latency.Quantile(0.5)), P99: ms(r.Latency.Quantile(0.99)), CPUPerUnit: us(r.CPUPerDelivery())}
+		// The server was started for this run, so its high water mark is
+		// the peak of this scenario: connecting the receivers and the
+		// broadcasts.
+		if pid > 0 {
+			if peak, err := procstat.PeakRSS(pid); err == nil {
+				m[PeakRSS] = float64(peak)
+			}
+		}
+		return m, nil
 	case ModeIdle:
 		r, err := load.Idle(ctx, load.IdleOptions{URL: ws, Steps: s.Steps, ServerPID: pid, Counter: counter})
 		if err != nil {

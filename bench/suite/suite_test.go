@@ -216,8 +216,8 @@ func TestRowsAndChecks(t *testing.T) {
 		}},
 		Runs: map[string]map[string][]Run{
 			"echo-64B-100": {
-				"t": {{Metrics: Metrics{MsgPerSec: 90, CPUPerUnit: 5}}, {Metrics: Metrics{MsgPerSec: 110, CPUPerUnit: 4}}, {Err: errors.New("boom")}},
-				"b": {{Metrics: Metrics{MsgPerSec: 100, CPUPerUnit: 5}}},
+				"t": {{Metrics: Metrics{MsgPerSec: 120, CPUPerUnit: 3, P99: 9}}, {Metrics: Metrics{MsgPerSec: 140, CPUPerUnit: 4, P99: 11}}, {Err: errors.New("boom")}},
+				"b": {{Metrics: Metrics{MsgPerSec: 100, CPUPerUnit: 5, P99: 8}}},
 			},
 			"idle-10000": {
 				"t": {{Metrics: Metrics{IdleSlope: 1500, IdleLast: 2500, KernelPerConn: 7000}}},
@@ -240,11 +240,12 @@ func TestRowsAndChecks(t *testing.T) {
 		met              string
 		note             string
 	}{
-		{"idle", "RSS growth per idle conn, 5 000→10 000 (KB)", 1.5, 14, "yes", ""},
+		{"idle", "RSS growth per idle conn, 5 000→10 000 (KB)", 1.5, 14, "no", ""}, // over 0.5 KB, whatever the baseline
 		{"idle", "RSS per idle conn at 10 000 (KB)", 2.5, 15, "", ""},
 		{"idle", "kernel slab per conn, both ends (KB)", 7, 7, "", ""},
-		{"echo", "msg/s", 100, 100, "yes", "t: 1 of 3 runs failed"},
-		{"echo", "server CPU µs/msg", 4.5, 5, "yes", "t: 1 of 3 runs failed"},
+		{"echo", "msg/s", 130, 100, "yes", "t: 1 of 3 runs failed"},          // 1.30× ≥ 1.25×
+		{"echo", "server CPU µs/msg", 3.5, 5, "no", "t: 1 of 3 runs failed"}, // 0.70× > 0.65×
+		{"echo", "latency p99 (ms)", 10, 8, "no", "t: 1 of 3 runs failed"},   // 1.25× > 1.0×
 		{"ref", "deliveries/s (reference)", 1000, 900, "", ""},
 		{"stuck", "deliveries/s to the 100 readers", 800, 0, "yes", "b: receivers missed messages"},
 	}
@@ -257,8 +258,8 @@ func TestRowsAndChecks(t *testing.T) {
 			t.Errorf("row %d = %+v, want %+v", i, r, w)
 		}
 	}
-	if !math.IsInf(rows[6].Ratio, 1) {
-		t.Errorf("ratio against a zero baseline = %v, want +Inf", rows[6].Ratio)
+	if !math.IsInf(rows[7].Ratio, 1) {
+		t.Errorf("ratio against a zero baseline = %v, want +Inf", rows[7].Ratio)
 	}
 	// Without the reference scenario the stuck target is undecided.
 	noRef := *res
@@ -268,7 +269,7 @@ func TestRowsAndChecks(t *testing.T) {
 	}
 	// Slowed down by the stuck receiver: 600 < 0.7 × 1000.
 	res.Runs["broadcast-100-4KiB-stuck"]["t"][0].Metrics[DelivPerSec] = 600
-	if got := res.Rows(StandardChecks())[6].Met; got != "no" {
+	if got := res.Rows(StandardChecks())[7].Met; got != "no" {
 		t.Errorf("stuck check with a collapsed rate: %q", got)
 	}
 }
@@ -296,8 +297,193 @@ func TestScenarioArgs(t *testing.T) {
 		t.Errorf("CommandLine = %q, want %q", got, want)
 	}
 	for _, sc := range Standard(0) {
-		if sc.Name == "" || sc.Title == "" || sc.Unit() == "" || (sc.Mode != ModeIdle && sc.Duration != 3*time.Second) {
+		if sc.Name == "" || sc.Title == "" || sc.Unit() == "" || (sc.Mode != ModeIdle && sc.Duration != DefaultDuration) {
 			t.Errorf("standard scenario %+v", sc)
+		}
+	}
+}
+
+func TestOrder(t *testing.T) {
+	two := []Server{{Name: "test"}, {Name: "base"}}
+	three := []Server{{Name: "test"}, {Name: "base"}, {Name: "before"}}
+	tests := []struct {
+		name    string
+		servers []Server
+		want    [][]string // by run, from run 1
+	}{
+		{"two servers: ABBA", two, [][]string{{"test", "base"}, {"base", "test"}, {"test", "base"}, {"base", "test"}}},
+		{"three servers: mirrored", three, [][]string{
+			{"test", "base", "before"}, {"before", "base", "test"}, {"test", "base", "before"}, {"before", "base", "test"}}},
+		{"one server", []Server{{Name: "test"}}, [][]string{{"test"}, {"test"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, want := range tt.want {
+				var got []string
+				for _, s := range Order(tt.servers, i+1) {
+					got = append(got, s.Name)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("run %d: order %v, want %v", i+1, got, want)
+				}
+			}
+			if tt.servers[0].Name != "test" {
+				t.Errorf("Order reordered its argument: %v", tt.servers)
+			}
+		})
+	}
+}
+
+func TestOrderBalancesPairs(t *testing.T) {
+	// Over any two consecutive runs each pair of servers goes once each
+	// way round, and test and base always run next to each other.
+	servers := []Server{{Name: "test"}, {Name: "base"}, {Name: "before"}}
+	for run := 1; run <= 4; run++ {
+		pos := func(r int) map[string]int {
+			m := make(map[string]int)
+			for i, s := range Order(servers, r) {
+				m[s.Name] = i
+			}
+			return m
+		}
+		a, b := pos(run), pos(run+1)
+		for _, p := range [][2]string{{"test", "base"}, {"test", "before"}, {"base", "before"}} {
+			if (a[p[0]] < a[p[1]]) == (b[p[0]] < b[p[1]]) {
+				t.Errorf("runs %d and %d: %s and %s in the same order", run, run+1, p[0], p[1])
+			}
+		}
+		if d := a["test"] - a["base"]; d != 1 && d != -1 {
+			t.Errorf("run %d: test and base not adjacent: %v", run, a)
+		}
+	}
+}
+
+func TestConfigServers(t *testing.T) {
+	before := Server{Name: "before"}
+	tests := []struct {
+		cfg  Config
+		want []string
+	}{
+		{Config{Test: Server{Name: "test"}, Base: Server{Name: "base"}}, []string{"test", "base"}},
+		{Config{Test: Server{Name: "test"}, Base: Server{Name: "base"}, Before: &before}, []string{"test", "base", "before"}},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, s := range tt.cfg.Servers() {
+			got = append(got, s.Name)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("Servers = %v, want %v", got, tt.want)
+		}
+	}
+}
+
+// beforeResults are the results of one echo scenario against three
+// servers, or two when before is false.
+func beforeResults(before bool) *Results {
+	res := &Results{
+		Config: Config{
+			Test: Server{Name: "wsd", Command: []string{"bin/wsd", "serve"}},
+			Base: Server{Name: "baseline", Command: []string{"bin/wsd-baseline"}},
+			Runs: 2,
+			Scenarios: []Scenario{
+				{Name: "echo-64B-100", Title: "echo", Mode: ModeEcho, Conns: 100, Size: 64, Duration: time.Second},
+				{Name: "broadcast-1000-4KiB", Title: "bc", Mode: ModeBroadcast, Receivers: 1000, Size: 4096, Duration: time.Second},
+			},
+		},
+		Runs: map[string]map[string][]Run{
+			"echo-64B-100": {
+				"wsd":      {{Metrics: Metrics{MsgPerSec: 130}}, {Metrics: Metrics{MsgPerSec: 130}}},
+				"baseline": {{Metrics: Metrics{MsgPerSec: 100}}, {Metrics: Metrics{MsgPerSec: 100}}},
+			},
+			"broadcast-1000-4KiB": {
+				"wsd":      {{Metrics: Metrics{DelivPerSec: 1000, PeakRSS: 30e6, Complete: 1}}},
+				"baseline": {{Metrics: Metrics{DelivPerSec: 500, PeakRSS: 20e6, Complete: 1}}},
+			},
+		},
+	}
+	if before {
+		res.Config.Before = &Server{Name: "wsd before", Command: []string{"bin/wsd-before", "serve"}}
+		res.Runs["echo-64B-100"]["wsd before"] = []Run{{Metrics: Metrics{MsgPerSec: 60}}, {Metrics: Metrics{MsgPerSec: 40}}, {Err: errors.New("boom")}}
+		res.Runs["broadcast-1000-4KiB"]["wsd before"] = []Run{{Metrics: Metrics{DelivPerSec: 250, PeakRSS: 60e6, Complete: 0}}}
+	}
+	return res
+}
+
+func TestRowsWithBefore(t *testing.T) {
+	type row struct {
+		test, base, before, ratio, beforeRatio float64
+		beforeRuns                             []float64
+		met, note                              string
+	}
+	nan := math.NaN()
+	tests := []struct {
+		name   string
+		before bool
+		want   map[string]row // by scenario|metric
+	}{
+		{"without before", false, map[string]row{
+			"echo|msg/s":                  {130, 100, 0, 1.3, 0, nil, "yes", ""},
+			"bc|deliveries/s (reference)": {1000, 500, 0, 2, 0, nil, "", ""},
+			"bc|server RSS peak (MB)":     {30, 20, 0, 1.5, 0, nil, "", ""},
+			"echo|server CPU µs/msg":      {nan, nan, 0, nan, 0, nil, "", ""},
+			"echo|latency p99 (ms)":       {nan, nan, 0, nan, 0, nil, "", ""},
+		}},
+		{"with before", true, map[string]row{
+			// The target is decided against the baseline alone.
+			"echo|msg/s":                  {130, 100, 50, 1.3, 2.6, []float64{60, 40}, "yes", "wsd before: 1 of 3 runs failed"},
+			"bc|deliveries/s (reference)": {1000, 500, 250, 2, 4, []float64{250}, "", "wsd before: receivers missed messages"},
+			"bc|server RSS peak (MB)":     {30, 20, 60, 1.5, 0.5, []float64{60}, "", "wsd before: receivers missed messages"},
+			"echo|server CPU µs/msg":      {nan, nan, nan, nan, nan, nil, "", "wsd before: 1 of 3 runs failed"},
+			"echo|latency p99 (ms)":       {nan, nan, nan, nan, nan, nil, "", "wsd before: 1 of 3 runs failed"},
+		}},
+	}
+	same := func(a, b float64) bool { return math.IsNaN(a) && math.IsNaN(b) || math.Abs(a-b) < 1e-9 }
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows := beforeResults(tt.before).Rows(StandardChecks())
+			if len(rows) != len(tt.want) {
+				t.Fatalf("%d rows, want %d: %+v", len(rows), len(tt.want), rows)
+			}
+			for _, r := range rows {
+				w, ok := tt.want[r.Scenario+"|"+r.Metric]
+				if !ok {
+					t.Errorf("unexpected row %+v", r)
+					continue
+				}
+				if !same(r.Test, w.test) || !same(r.Base, w.base) || !same(r.Before, w.before) || !same(r.Ratio, w.ratio) ||
+					!same(r.BeforeRatio, w.beforeRatio) || !slices.Equal(r.BeforeRuns, w.beforeRuns) || r.Met != w.met || r.Note != w.note {
+					t.Errorf("row %s|%s = %+v, want %+v", r.Scenario, r.Metric, r, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDocumentBefore(t *testing.T) {
+	tests := []struct {
+		before      bool
+		want, never []string
+	}{
+		{false, []string{"bin/wsd serve", "bin/wsd-baseline", "The RSS peak is the high water mark"},
+			[]string{"bin/wsd-before", "earlier build"}},
+		{true, []string{"bin/wsd serve", "bin/wsd-baseline", "bin/wsd-before serve", "wsd before is an earlier build of wsd"}, nil},
+	}
+	for _, tt := range tests {
+		d := beforeResults(tt.before).Document("wsd-bench suite", StandardChecks())
+		if wantName := map[bool]string{false: "", true: "wsd before"}[tt.before]; d.Before != wantName {
+			t.Errorf("before %v: Document.Before = %q, want %q", tt.before, d.Before, wantName)
+		}
+		all := strings.Join(append(slices.Clone(d.Commands), d.Notes...), "\n")
+		for _, w := range tt.want {
+			if !strings.Contains(all, w) {
+				t.Errorf("before %v: commands and notes lack %q:\n%s", tt.before, w, all)
+			}
+		}
+		for _, n := range tt.never {
+			if strings.Contains(all, n) {
+				t.Errorf("before %v: commands and notes contain %q:\n%s", tt.before, n, all)
+			}
 		}
 	}
 }

@@ -148,34 +148,66 @@ func TestParseSteps(t *testing.T) {
 func TestSuiteWritesMarkdown(t *testing.T) {
 	t.Setenv("WSD_BENCH_FAKE_SERVER", "1")
 	t.Setenv("GORACE", "atexit_sleep_ms=0")
-	dir := t.TempDir()
-	bench := filepath.Join(dir, "BENCHMARKS.md")
-	hand := "# Benchmarks\n\nHand-written intro.\n\n" + report.BeginMarker + "\nold\n" + report.EndMarker + "\n\nHand-written outro.\n"
-	if err := os.WriteFile(bench, []byte(hand), 0o644); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name        string
+		args        []string
+		want, never []string // in the output and the file
+	}{
+		{"wsd and baseline", nil, []string{
+			"[1/2] wsd", "[2/2] baseline", "| HTTP GET / × 100 conns | req/s |", "| echo 64 B × 100 conns | latency p99 (ms) |",
+			"| scenario | metric | wsd | baseline | ratio | target | met? |",
+		}, []string{"wsd before"}},
+		{"with --before", []string{"--before", os.Args[0]}, []string{
+			"[1/2] wsd        echo", "[1/2] wsd before echo", "[2/2] baseline", "| HTTP GET / × 100 conns | req/s |",
+			"| scenario | metric | wsd | baseline | wsd before | ratio | wsd ÷ before | target | met? |",
+			"| scenario | metric | wsd runs | baseline runs | wsd before runs |",
+		}, nil},
 	}
-	out, err := run(t, "suite", "--wsd", os.Args[0], "--baseline", os.Args[0],
-		"--scenarios", "http-100,echo-64B-100", "--runs", "1", "--duration", "200ms", "--out", bench)
-	if err != nil {
-		t.Fatalf("suite: %v\n%s", err, out)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bench := filepath.Join(dir, "BENCHMARKS.md")
+			hand := "# Benchmarks\n\nHand-written intro.\n\n" + report.BeginMarker + "\nold\n" + report.EndMarker + "\n\nHand-written outro.\n"
+			if err := os.WriteFile(bench, []byte(hand), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"suite", "--wsd", os.Args[0], "--baseline", os.Args[0],
+				"--scenarios", "echo-64B-100,http-100", "--runs", "1", "--duration", "200ms", "--out", bench}, tt.args...)
+			out, err := run(t, args...)
+			if err != nil {
+				t.Fatalf("suite: %v\n%s", err, out)
+			}
+			b, err := os.ReadFile(bench)
+			if err != nil {
+				t.Fatal(err)
+			}
+			md := string(b)
+			for _, want := range []string{"scenario", "HTTP GET / × 100 conns", "wrote the bench section"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("suite output lacks %q:\n%s", want, out)
+				}
+			}
+			for _, want := range append([]string{"Hand-written intro.", "Hand-written outro.",
+				"serve --address 127.0.0.1 --port PORT --processes 1"}, tt.want...) {
+				if !strings.Contains(out+md, want) {
+					t.Errorf("output and BENCHMARKS.md lack %q:\n%s\n%s", want, out, md)
+				}
+			}
+			for _, never := range tt.never {
+				if strings.Contains(out+md, never) {
+					t.Errorf("output or BENCHMARKS.md contain %q:\n%s\n%s", never, out, md)
+				}
+			}
+			if strings.Contains(md, "\nold\n") {
+				t.Errorf("old section kept:\n%s", md)
+			}
+		})
 	}
-	for _, want := range []string{"[1/2] wsd", "[2/2] baseline", "scenario", "HTTP GET / × 100 conns", "wrote the bench section"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("suite output lacks %q:\n%s", want, out)
-		}
-	}
-	b, err := os.ReadFile(bench)
-	if err != nil {
-		t.Fatal(err)
-	}
-	md := string(b)
-	for _, want := range []string{"Hand-written intro.", "Hand-written outro.", "| HTTP GET / × 100 conns | req/s |",
-		"| echo 64 B × 100 conns | msg/s |", "serve --address 127.0.0.1 --port PORT --processes 1"} {
-		if !strings.Contains(md, want) {
-			t.Errorf("BENCHMARKS.md lacks %q:\n%s", want, md)
-		}
-	}
-	if strings.Contains(md, "\nold\n") {
-		t.Errorf("old section kept:\n%s", md)
+}
+
+func TestSuiteBadBefore(t *testing.T) {
+	out, err := run(t, "suite", "--wsd", os.Args[0], "--baseline", os.Args[0], "--before", "/nonexistent/wsd-before")
+	if err == nil || !strings.Contains(err.Error(), "--before") {
+		t.Errorf("suite with a missing --before binary: %v\n%s", err, out)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 type suiteFlags struct {
 	wsd, baseline string
+	before        string
 	wsdFlags      []string
 	runs          int
 	duration      time.Duration
@@ -38,7 +39,8 @@ func newSuiteCmd() *cobra.Command {
 		Short: "Run the standard set against wsd and the baseline, one after the other, and compare",
 		Long: "suite starts `wsd serve --processes 1` and wsd-baseline, one at a time, each on a free 127.0.0.1\n" +
 			"port, runs every scenario against each (--runs times, alternating), and prints the medians with\n" +
-			"their ratios and targets. With --out it rewrites the part of a markdown file between\n" +
+			"their ratios and targets. --before adds an earlier wsd build, run the same way, in a column of its\n" +
+			"own with the ratio wsd ÷ before. With --out it rewrites the part of a markdown file between\n" +
 			report.BeginMarker + " and " + report.EndMarker + " (created or appended if missing).\n\n" +
 			"Scenarios: " + scenarioNames(suite.Standard(0)),
 		Args: cobra.NoArgs,
@@ -47,9 +49,10 @@ func newSuiteCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&fl.wsd, "wsd", "", "wsd binary (default: ./bin/wsd, then wsd next to wsd-bench, else built with go build)")
 	f.StringVar(&fl.baseline, "baseline", "", "wsd-baseline binary (default: found or built like --wsd)")
+	f.StringVar(&fl.before, "before", "", "a wsd binary built from an earlier commit, run like --wsd and shown as \"wsd before\" (default: none)")
 	f.StringArrayVar(&fl.wsdFlags, "wsd-flag", nil, "extra flag for wsd serve (repeatable), e.g. --wsd-flag=--log-level=warn")
 	f.IntVar(&fl.runs, "runs", 3, "runs per scenario and server (the table shows medians)")
-	f.DurationVar(&fl.duration, "duration", 3*time.Second, "measured time of each run")
+	f.DurationVar(&fl.duration, "duration", suite.DefaultDuration, "measured time of each run")
 	f.StringSliceVar(&fl.scenarios, "scenarios", nil, "run only these scenarios (comma-separated names)")
 	f.StringVar(&fl.out, "out", "", "markdown file whose bench section is rewritten (e.g. BENCHMARKS.md)")
 	f.StringVar(&fl.markdown, "markdown", "", "write the generated markdown alone to this file ('-': standard output)")
@@ -95,6 +98,12 @@ func runSuite(cmd *cobra.Command, fl suiteFlags) error {
 	if err != nil {
 		return err
 	}
+	var beforePath string
+	if fl.before != "" {
+		if beforePath, err = findBinary(ctx, fl.before, "wsd-before", tmp, out); err != nil {
+			return err
+		}
+	}
 	var serverLog io.Writer
 	if fl.serverLog != "" {
 		f, err := os.OpenFile(fl.serverLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -104,9 +113,11 @@ func runSuite(cmd *cobra.Command, fl suiteFlags) error {
 		defer f.Close()
 		serverLog = f
 	}
+	wsdCommand := func(path string) []string {
+		return append([]string{path, "serve", "--address", "{address}", "--port", "{port}", "--processes", "1"}, fl.wsdFlags...)
+	}
 	cfg := suite.Config{
-		Test: suite.Server{Name: "wsd", Log: serverLog, Command: append([]string{wsdPath, "serve",
-			"--address", "{address}", "--port", "{port}", "--processes", "1"}, fl.wsdFlags...)},
+		Test: suite.Server{Name: "wsd", Log: serverLog, Command: wsdCommand(wsdPath)},
 		Base: suite.Server{Name: "baseline", Log: serverLog, Command: []string{basePath,
 			"--address", "{address}", "--port", "{port}"}},
 		Scenarios: scenarios,
@@ -114,18 +125,20 @@ func runSuite(cmd *cobra.Command, fl suiteFlags) error {
 		Out:       out,
 		TTY:       isTTY(out),
 	}
+	if beforePath != "" {
+		cfg.Before = &suite.Server{Name: "wsd before", Log: serverLog, Command: wsdCommand(beforePath)}
+	}
 	res, err := suite.Execute(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	checks := suite.StandardChecks()
-	rows := res.Rows(checks)
+	doc := res.Document(invocation(), suite.StandardChecks())
+	rows := doc.Rows
 	fmt.Fprintf(out, "\nmedians of %d runs, %s\n\n", cfg.Runs, res.Finished.Sub(res.Started).Round(time.Second))
-	if err := report.WriteTable(out, cfg.Test.Name, cfg.Base.Name, rows); err != nil {
+	if err := doc.WriteTable(out); err != nil {
 		return err
 	}
 
-	doc := res.Document(invocation(), checks)
 	var md bytes.Buffer
 	if err := doc.WriteMarkdown(&md); err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -311,4 +312,161 @@ func TestTooLarge(t *testing.T) {
 	if err := w.Subscribe(long); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("Subscribe over MaxChannel: %v", err)
 	}
+}
+
+// socketPair returns the two ends of a connected unix stream socketpair,
+// the kind wsd's master hands out, as net.Conns.
+func socketPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns [2]net.Conn
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "pair")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	return conns[0], conns[1]
+}
+
+// attachedWorker is an Engine whose every connection is a fresh socketpair
+// attached to h, as wsd's workers get from their master.
+type attachedWorker struct {
+	*worker
+	mu    sync.Mutex
+	conns []net.Conn // the Hub's ends, latest last
+}
+
+func attachWorker(t *testing.T, h *Hub) *attachedWorker {
+	t.Helper()
+	w := &attachedWorker{}
+	connect := func(ctx context.Context) (net.Conn, error) {
+		mine, theirs := socketPair(t)
+		if err := h.Attach(theirs); err != nil {
+			mine.Close()
+			return nil, err
+		}
+		w.mu.Lock()
+		w.conns = append(w.conns, theirs)
+		w.mu.Unlock()
+		return mine, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := NewEngine(ctx, connect, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	w.worker = &worker{Engine: e, in: &inbox{}}
+	e.Start(w.in.deliver)
+	return w
+}
+
+func (w *attachedWorker) connections() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.conns)
+}
+
+// warnings records the log lines at Warn and above.
+type warnings struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	w.lines = append(w.lines, r.Message)
+	w.mu.Unlock()
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+func (w *warnings) all() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.lines)
+}
+
+// A Hub that listens on nothing relays between Engines on socketpairs.
+func TestAttach(t *testing.T) {
+	h := NewHub(Options{Logger: testLogger(t)})
+	t.Cleanup(func() { h.Close() })
+	if h.Addr() != nil {
+		t.Errorf("Addr of a Hub that listens on nothing: %v", h.Addr())
+	}
+	a, b := attachWorker(t, h), attachWorker(t, h)
+	a.Subscribe("p")
+	b.Subscribe("p")
+	eventually(t, "the subscriptions", func() bool { return h.subscribers("p") == 2 })
+	a.Publish("p", []byte("to b"), true)
+	b.Publish("p", []byte("to a"), false)
+	eventually(t, "the messages", func() bool { return a.in.has("to a") && b.in.has("to b") })
+
+	h.Close()
+	if err := h.Attach(&net.UnixConn{}); !errors.Is(err, ErrHubClosed) {
+		t.Errorf("Attach after Close: %v, want ErrHubClosed", err)
+	}
+}
+
+// A worker that dies, with messages for it unread, is dropped cleanly: its
+// subscriptions go, nothing is logged above debug, and the other workers
+// and a replacement carry on.
+func TestAttachWorkerDies(t *testing.T) {
+	warn := &warnings{}
+	h := NewHub(Options{Logger: slog.New(warn)})
+	t.Cleanup(func() { h.Close() })
+	pub := attachWorker(t, h)
+	sub := attachWorker(t, h)
+	sub.Subscribe("d")
+
+	// The dying worker subscribes and then reads nothing, so that it dies
+	// with bytes unread: its end of the socketpair is reset, not closed.
+	dying, hubEnd := socketPair(t)
+	if err := h.Attach(hubEnd); err != nil {
+		t.Fatal(err)
+	}
+	dying.Write(appendSub(nil, opSubscribe, "d"))
+	eventually(t, "the subscriptions", func() bool { return h.subscribers("d") == 2 })
+	pub.Publish("d", []byte("unread"), true)
+	eventually(t, "the message to reach sub", func() bool { return sub.in.has("unread") })
+	dying.Close()
+	eventually(t, "the dead worker's subscription to go", func() bool { return h.subscribers("d") == 1 })
+
+	replacement := attachWorker(t, h)
+	replacement.Subscribe("d")
+	eventually(t, "the replacement's subscription", func() bool { return h.subscribers("d") == 2 })
+	pub.Publish("d", []byte("after"), true)
+	eventually(t, "both to get the next message", func() bool { return sub.in.has("after") && replacement.in.has("after") })
+	if w := warn.all(); len(w) > 0 {
+		t.Errorf("warnings logged for a worker that died: %q", w)
+	}
+}
+
+// When the Hub's end goes away (a master that re-executed itself), the
+// Engine asks its connect function for a new connection and subscribes
+// again on it.
+func TestAttachReconnect(t *testing.T) {
+	h := NewHub(Options{Logger: testLogger(t)})
+	t.Cleanup(func() { h.Close() })
+	a, b := attachWorker(t, h), attachWorker(t, h)
+	a.Subscribe("r")
+	eventually(t, "the subscription", func() bool { return h.subscribers("r") == 1 })
+	a.mu.Lock()
+	a.conns[0].Close()
+	a.mu.Unlock()
+	eventually(t, "a second connection", func() bool { return a.connections() == 2 })
+	eventually(t, "the resubscription", func() bool { return h.subscribers("r") == 1 })
+	eventually(t, "a publish to go through", func() bool {
+		return b.Publish("r", []byte("again"), true) == nil && a.in.has("again")
+	})
 }

@@ -2,12 +2,17 @@
 // one wsd master: a publish in one worker reaches the subscribers in all of
 // them.
 //
-// The master runs a Hub on a unix socket in its private runtime directory;
-// each worker connects to it with Dial, which returns a wsext.Engine. A
-// worker tells the Hub which channels it subscribes to and sends it what
-// it publishes; the Hub relays each publish to every other worker that
-// subscribes to the channel. Messages do not go back to the worker that
-// published them: wsext has already delivered them to its own subscribers.
+// The master runs a Hub and each worker an Engine, a wsext.Engine, with one
+// stream connection between them. wsd's master makes that connection a
+// socketpair, one end attached to its Hub with Hub.Attach, the other
+// handed to the worker, whose Engine (NewEngine) asks for a new one
+// whenever it needs to connect; no file or path is involved. Listen and
+// Dial do the same over a unix socket at a path, for other programs and
+// tests. A worker tells the Hub which channels it subscribes to and sends
+// it what it publishes; the Hub relays each publish to every other worker
+// that subscribes to the channel. Messages do not go back to the worker
+// that published them: wsext has already delivered them to its own
+// subscribers.
 //
 // # Protocol
 //
@@ -34,6 +39,7 @@
 // a binary upgrade, say), the Engine reconnects with backoff, from 10ms up
 // to a second, and resubscribes every channel it holds. Until then Publish
 // returns ErrDisconnected: the message reached the publisher's own
-// process only. A worker that dies takes its subscriptions with it; its
-// replacement subscribes afresh as its clients connect.
+// process only. A worker that dies ends its connection, and the Hub drops
+// it with its subscriptions; its replacement gets a connection of its own
+// and subscribes afresh as its clients connect.
 package cluster

@@ -26,8 +26,8 @@ const (
 // connection to the Hub, written in order, and reconnects (resubscribing
 // every channel it holds) when the connection breaks.
 type Engine struct {
-	path string
-	opts Options
+	connect func(context.Context) (net.Conn, error)
+	opts    Options
 
 	mu       sync.Mutex
 	conn     net.Conn // nil while disconnected
@@ -44,9 +44,26 @@ type Engine struct {
 // retrying until ctx ends (the master may still be setting up). Once
 // connected, the Engine reconnects by itself, without end, until Close.
 func Dial(ctx context.Context, path string, opts Options) (*Engine, error) {
+	var d net.Dialer
+	e, err := NewEngine(ctx, func(ctx context.Context) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", path)
+	}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w (at %s)", err, path)
+	}
+	return e, nil
+}
+
+// NewEngine connects an Engine to a Hub through connect, which returns a
+// new connection to the Hub each time it is called; wsd's workers ask
+// their master for one over a socket they inherit. NewEngine calls connect
+// until it succeeds or ctx ends; once connected, the Engine calls it again,
+// with backoff and without end until Close, whenever the connection
+// breaks. connect must return when its context ends.
+func NewEngine(ctx context.Context, connect func(context.Context) (net.Conn, error), opts Options) (*Engine, error) {
 	opts.setDefaults()
 	e := &Engine{
-		path:     path,
+		connect:  connect,
 		opts:     opts,
 		channels: make(map[string]struct{}),
 		done:     make(chan struct{}),
@@ -54,7 +71,7 @@ func Dial(ctx context.Context, path string, opts Options) (*Engine, error) {
 	}
 	conn, err := e.dial(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: connecting to the pub/sub relay at %s: %w", path, err)
+		return nil, fmt.Errorf("cluster: connecting to the pub/sub relay: %w", err)
 	}
 	e.attach(conn)
 	go e.loop(conn)
@@ -63,10 +80,9 @@ func Dial(ctx context.Context, path string, opts Options) (*Engine, error) {
 
 // dial connects, retrying with backoff until ctx ends or Close.
 func (e *Engine) dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
 	delay := minBackoff
 	for {
-		conn, err := d.DialContext(ctx, "unix", e.path)
+		conn, err := e.connect(ctx)
 		if err == nil {
 			return conn, nil
 		}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -34,11 +35,13 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Hub is the master's side: it accepts the workers' connections and relays
-// every publish to the other workers that subscribe to its channel.
+// Hub is the master's side: it serves the workers' connections, one per
+// worker, and relays every publish to the other workers that subscribe to
+// its channel. The connections come from Attach (wsd's master hands it one
+// end of a socketpair per worker) or from a listener (Listen, Serve).
 type Hub struct {
 	opts Options
-	ln   net.Listener
+	ln   net.Listener // nil for a Hub made by NewHub
 
 	mu     sync.RWMutex
 	subs   map[string]map[*peer]struct{}
@@ -78,28 +81,39 @@ func Listen(path string, opts Options) (*Hub, error) {
 
 // Serve makes a Hub that accepts on ln until Close.
 func Serve(ln net.Listener, opts Options) *Hub {
-	opts.setDefaults()
-	h := &Hub{
-		opts:  opts,
-		ln:    ln,
-		subs:  make(map[string]map[*peer]struct{}),
-		peers: make(map[*peer]struct{}),
-	}
+	h := NewHub(opts)
+	h.ln = ln
 	h.wg.Add(1)
 	go h.accept()
 	return h
 }
 
-// Addr returns the address the Hub listens on.
-func (h *Hub) Addr() net.Addr { return h.ln.Addr() }
+// NewHub makes a Hub that listens on nothing: it serves the connections
+// given to Attach.
+func NewHub(opts Options) *Hub {
+	opts.setDefaults()
+	return &Hub{
+		opts:  opts,
+		subs:  make(map[string]map[*peer]struct{}),
+		peers: make(map[*peer]struct{}),
+	}
+}
+
+// Addr returns the address the Hub listens on, or nil for a Hub made by
+// NewHub.
+func (h *Hub) Addr() net.Addr {
+	if h.ln == nil {
+		return nil
+	}
+	return h.ln.Addr()
+}
 
 // Dropped returns the number of messages the Hub did not relay to a worker
 // because that worker's queue was full.
 func (h *Hub) Dropped() uint64 { return h.dropped.Load() }
 
 // Close stops accepting, closes every worker's connection (the workers'
-// Engines reconnect to the next Hub on the same path) and waits for the
-// Hub's goroutines.
+// Engines reconnect, to the next Hub) and waits for the Hub's goroutines.
 func (h *Hub) Close() error {
 	h.mu.Lock()
 	h.closed = true
@@ -108,9 +122,42 @@ func (h *Hub) Close() error {
 		p.conn.Close()
 	}
 	h.mu.Unlock()
-	err := h.ln.Close()
+	var err error
+	if h.ln != nil {
+		err = h.ln.Close()
+	}
 	h.wg.Wait()
 	return err
+}
+
+// ErrHubClosed is returned by Attach once the Hub is closed.
+var ErrHubClosed = errors.New("cluster: the pub/sub hub is closed")
+
+// Attach serves conn, a connection to one worker's Engine, until it ends:
+// the worker closed it or died, sent a malformed frame, or the Hub was
+// closed. The Hub then forgets the worker's subscriptions and closes conn.
+// Attach returns at once; after Close it closes conn and returns
+// ErrHubClosed.
+func (h *Hub) Attach(conn net.Conn) error {
+	p := &peer{conn: conn, out: newSender(conn, h.opts.MaxQueue), channels: make(map[string]struct{})}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		conn.Close()
+		return ErrHubClosed
+	}
+	h.peers[p] = struct{}{}
+	h.wg.Add(2)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		p.out.run()
+	}()
+	go func() {
+		defer h.wg.Done()
+		h.serve(p)
+	}()
+	return nil
 }
 
 func (h *Hub) accept() {
@@ -129,24 +176,9 @@ func (h *Hub) accept() {
 			continue
 		}
 		delay = 0
-		p := &peer{conn: conn, out: newSender(conn, h.opts.MaxQueue), channels: make(map[string]struct{})}
-		h.mu.Lock()
-		if h.closed {
-			h.mu.Unlock()
-			conn.Close()
+		if h.Attach(conn) != nil {
 			return
 		}
-		h.peers[p] = struct{}{}
-		h.wg.Add(2)
-		h.mu.Unlock()
-		go func() {
-			defer h.wg.Done()
-			p.out.run()
-		}()
-		go func() {
-			defer h.wg.Done()
-			h.serve(p)
-		}()
 	}
 }
 
@@ -201,7 +233,9 @@ func (h *Hub) serve(p *peer) {
 	p.out.close()
 	p.conn.Close()
 	switch {
-	case closed || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
+	case closed || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET):
+		// A worker that exits, or is killed, ends its connection; a reset
+		// only means it left with bytes of ours unread.
 		log.Debug("pub/sub relay: worker disconnected")
 	default:
 		log.Warn("pub/sub relay: dropping a worker's connection", "err", err)
