@@ -34,8 +34,10 @@ type Conn struct {
 	attached bool // a network connection is behind this Conn (false after a failed upgrade)
 	state    atomic.Int32
 
-	// The network side: fd >= 0 for a connection on the shared poller,
+	// The network side (see transport.go): t, and fd >= 0 for a
+	// connection on an event loop,
 	// otherwise raw is written and the hijack goroutine reads.
+	t           transport
 	fd          int
 	raw         net.Conn
 	remote      net.Addr
@@ -203,10 +205,10 @@ func (c *Conn) sendShared(f *sharedFrame) error {
 		return ErrClosed
 	}
 	before := c.pendingLocked()
-	if c.fd >= 0 && before > 0 && before+len(f.b) > c.srv.opts.MaxBackpressure {
+	if before > 0 && before+len(f.b) > c.srv.opts.MaxBackpressure {
 		// The queue may only be waiting for its loop: give the socket what
 		// it takes now, so that only bytes a slow reader refused count.
-		if err := c.flushPollLocked(); err != nil {
+		if err := c.t.flush(c); err != nil {
 			c.wclosed = true
 			c.wmu.Unlock()
 			c.abort()
@@ -222,15 +224,12 @@ func (c *Conn) sendShared(f *sharedFrame) error {
 	c.q.pushShared(f)
 	c.wantDrainLocked()
 	c.sent(frameData, len(f.b))
-	if c.fd < 0 {
-		c.startFlusherLocked()
+	if before == 0 {
+		// A non-empty queue is already waiting for its loop, its writer
+		// or room in the socket; either way it will be flushed.
+		c.t.queued(c)
 	}
 	c.wmu.Unlock()
-	if before == 0 {
-		// A non-empty queue is already waiting for its loop or for room
-		// in the socket; either way it will be flushed.
-		c.srv.scheduleFlush(c)
-	}
 	return nil
 }
 
@@ -256,14 +255,14 @@ func (c *Conn) sendLocked(hdr, payload []byte, kind frameKind) error {
 		c.backpressureLocked()
 		return ErrBackpressure
 	}
-	if before == 0 && c.fd >= 0 {
-		w, err := writev(c.fd, hdr, payload)
+	if before == 0 {
+		w, err := c.t.writeNow(c, hdr, payload)
 		if w == n {
 			c.sent(kind, n)
 			c.afterFlushLocked()
 			return nil
 		}
-		if err != nil && !errors.Is(err, errAgain) {
+		if writeFailed(err) {
 			c.wclosed = true
 			c.abort()
 			return fmt.Errorf("%w: %w", ErrClosed, err)
@@ -271,6 +270,7 @@ func (c *Conn) sendLocked(hdr, payload []byte, kind frameKind) error {
 		switch w = max(w, 0); {
 		case w == 0:
 			c.q.push(hdr, payload)
+			c.t.queued(c)
 		case w >= len(hdr):
 			// The peer has the start of this frame: the queue begins
 			// with the rest of it, which must go out before anything
@@ -279,12 +279,9 @@ func (c *Conn) sendLocked(hdr, payload []byte, kind frameKind) error {
 		default:
 			c.q.pushTail(hdr[w:], payload)
 		}
-		c.srv.armWrite(c)
 	} else {
+		// A writer, or the socket's next writable edge, is coming.
 		c.q.push(hdr, payload)
-		if c.fd < 0 {
-			c.startFlusherLocked()
-		}
 	}
 	if kind == frameData {
 		c.wantDrainLocked()
@@ -323,15 +320,6 @@ func (c *Conn) touch() {
 	}
 }
 
-// startFlusherLocked starts the goroutine that writes a stream
-// connection's queue, unless it runs.
-func (c *Conn) startFlusherLocked() {
-	if !c.flushing {
-		c.flushing = true
-		go c.flushStream()
-	}
-}
-
 // backpressureLocked ends a connection whose reader is too slow: what is
 // queued is dropped but for the rest of a frame the peer already has the
 // start of, so the 1008 close frame that follows lands at a frame
@@ -345,75 +333,9 @@ func (c *Conn) backpressureLocked() {
 	}
 	c.q.keepFrame()
 	c.closeLocked(ClosePolicyViolation, "slow reader")
-	if c.fd >= 0 {
-		if err := c.flushPollLocked(); err != nil {
-			c.wclosed = true
-			c.abort()
-		}
-	}
-}
-
-// flushPollLocked writes queued bytes to a polled socket until it is full.
-func (c *Conn) flushPollLocked() error {
-	for c.q.len() > 0 {
-		var arr [maxIovecs][]byte
-		n, err := writeBuffers(c.fd, c.q.iovecs(arr[:0]))
-		if n > 0 {
-			c.q.advance(n)
-		}
-		if err != nil {
-			if errors.Is(err, errAgain) {
-				return nil
-			}
-			return err
-		}
-	}
-	c.pongQueued = false
-	c.afterFlushLocked()
-	if c.drainWanted {
-		// OnDrain runs in the connection's turn, under cbMu.
-		c.srv.scheduleFlush(c)
-	}
-	return nil
-}
-
-// flushStream writes the queue of a goroutine-per-connection socket; it runs
-// on its own goroutine while the queue is not empty, so writers never block.
-// The queue it takes always starts at a frame boundary: a stream write
-// either sends everything or fails.
-func (c *Conn) flushStream() {
-	c.wmu.Lock()
-	for c.q.len() > 0 && !c.wclosed {
-		taken := c.q.take()
-		c.pongQueued = false
-		c.inflight = taken.len()
-		c.wmu.Unlock()
-		err := taken.writeTo(c.raw)
-		taken.reset()
-		c.wmu.Lock()
-		c.inflight = 0
-		if err != nil {
-			c.wclosed = true
-			c.flushing = false
-			c.wmu.Unlock()
-			c.abort()
-			return
-		}
-	}
-	c.flushing = false
-	c.afterFlushLocked()
-	peerDone := c.peerClosed.Load() && c.closeSent
-	drained := c.drainWanted && c.pendingLocked() == 0
-	c.drainWanted = c.drainWanted && !drained
-	c.wmu.Unlock()
-	if peerDone {
+	if err := c.t.flush(c); err != nil {
+		c.wclosed = true
 		c.abort()
-		return
-	}
-	if drained {
-		c.cbMu.Lock()
-		c.drainLocked()
-		c.unlock()
 	}
 }
 
@@ -438,11 +360,7 @@ func (c *Conn) drainLocked() {
 func (c *Conn) afterFlushLocked() {
 	if c.closeSent && !c.shutWr && c.pendingLocked() == 0 && !c.wclosed {
 		c.shutWr = true
-		if c.fd >= 0 {
-			shutdownWrite(c.fd)
-		} else if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
+		c.t.shutdownWrite(c)
 	}
 }
 
@@ -496,13 +414,7 @@ func (c *Conn) finishLocked() {
 	c.wmu.Lock()
 	c.wclosed = true
 	c.q.reset()
-	if c.fd >= 0 {
-		c.srv.detach(c)
-		closeFD(c.fd)
-		c.fd = -1
-	} else if c.raw != nil {
-		c.raw.Close()
-	}
+	c.t.close(c)
 	var tasks []taskEntry
 	if c.tasks != nil {
 		tasks = *c.tasks
@@ -527,13 +439,7 @@ func (c *Conn) finishLocked() {
 // resetLocked makes the coming close of the socket a reset: the kernel
 // drops what the peer never read instead of holding it for minutes.
 // The caller holds wmu.
-func (c *Conn) resetLocked() {
-	if c.fd >= 0 {
-		resetOnClose(c.fd)
-	} else if tc, ok := c.raw.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-}
+func (c *Conn) resetLocked() { c.t.reset(c) }
 
 // safely runs a callback; a panic in it closes the connection with
 // CloseInternalError and is logged, and never reaches the process.

@@ -100,19 +100,8 @@ func (c *Conn) addTask(t taskEntry) {
 		c.tasks = taskLists.Get().(*[]taskEntry)
 	}
 	*c.tasks = append(*c.tasks, t)
-	first := len(*c.tasks) == 1
-	polled := c.fd >= 0
-	startRunner := !polled && !c.taskRunner
-	if startRunner {
-		c.taskRunner = true
-	}
+	c.t.tasksQueued(c, len(*c.tasks) == 1)
 	c.wmu.Unlock()
-	switch {
-	case startRunner:
-		go c.runTasksStream()
-	case polled && first:
-		c.srv.scheduleFlush(c)
-	}
 }
 
 // runTasksLocked runs up to limit queued tasks; it reports whether more
@@ -230,12 +219,11 @@ func (c *Conn) eachFinished() {
 		return
 	}
 	c.wmu.Lock()
-	polled := c.fd >= 0
 	resumed := c.paused.Load()
 	c.resumeLocked()
 	c.wmu.Unlock()
-	if resumed && polled {
-		c.srv.scheduleFlush(c)
+	if resumed {
+		c.t.resume(c)
 	}
 }
 

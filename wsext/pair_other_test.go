@@ -25,7 +25,7 @@ func pollPair(tb testing.TB, s *Server, settings Settings) (*Conn, net.Conn) {
 		tb.Fatal(err)
 	}
 	s.start()
-	c := &Conn{srv: s, settings: settings, uuid: s.nextUUID.Add(1), fd: -1, regIdx: -1, raw: srv, remote: srv.RemoteAddr()}
+	c := &Conn{srv: s, settings: settings, uuid: s.nextUUID.Add(1), fd: -1, t: streamTransport{}, regIdx: -1, raw: srv, remote: srv.RemoteAddr()}
 	c.cbMu.Lock()
 	c.attached = true
 	s.reg.add(c)

@@ -251,10 +251,6 @@ func (s *Server) scheduleFlush(c *Conn) {
 	}
 }
 
-// armWrite is a no-op: sockets are registered for EPOLLOUT edges from the
-// start, and an edge arrives whenever a full socket drains.
-func (s *Server) armWrite(*Conn) {}
-
 func read(fd int, p []byte) (int, error) {
 	n, err := unix.Read(fd, p)
 	if n < 0 {

@@ -14,7 +14,6 @@ var errAgain = errors.New("would block")
 func pollAttach(hj, raw net.Conn) (int, []byte, bool) { return -1, nil, false }
 func (s *Server) register(c *Conn) error              { return errors.ErrUnsupported }
 func (s *Server) detach(*Conn)                        {}
-func (s *Server) armWrite(*Conn)                      {}
 func (s *Server) scheduleFlush(*Conn)                 {}
 func (c *Conn) process([]byte) bool                   { return false }
 func write(int, []byte) (int, error)                  { return 0, errors.ErrUnsupported }

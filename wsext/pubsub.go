@@ -54,6 +54,8 @@ type pubsub struct {
 	srv      *Server
 	mu       sync.RWMutex
 	channels map[string]map[*Conn]struct{}
+	// funcs holds the Subscriptions of SubscribeFunc (sink.go), by channel.
+	funcs map[string]map[*Subscription]struct{}
 	// remote holds the channels the engine subscribes; it is written
 	// under both engMu and mu, so either lock is enough to read it.
 	remote map[string]bool
@@ -167,10 +169,10 @@ func (p *pubsub) remove(ws *Conn, channel string) error {
 		return nil
 	}
 	delete(subs, ws)
-	last := len(subs) == 0
-	if last {
+	if len(subs) == 0 {
 		delete(p.channels, channel)
 	}
+	last := !p.subscribed(channel)
 	p.mu.Unlock()
 	if last && p.srv.opts.Engine != nil {
 		return p.syncEngine(channel)
@@ -190,7 +192,7 @@ func (p *pubsub) syncEngine(channel string) error {
 	defer p.engMu.Unlock()
 	for {
 		p.mu.RLock()
-		want := len(p.channels[channel]) > 0
+		want := p.subscribed(channel)
 		have := p.remote[channel]
 		p.mu.RUnlock()
 		if want == have {
@@ -306,6 +308,7 @@ func (s *Server) deliver(except *Conn, channel string, data []byte, isText bool)
 		*sp = to[:0]
 		subsPool.Put(sp)
 	}
+	p.deliverFuncs(channel, data, isText)
 }
 
 var subsPool = sync.Pool{New: func() any { s := make([]*Conn, 0, 64); return &s }}

@@ -26,6 +26,7 @@ func (s *Server) Upgrade(ctx *fasthttp.RequestCtx, settings Settings) error {
 		udata:    settings.UData,
 		uuid:     s.nextUUID.Add(1),
 		fd:       -1,
+		t:        streamTransport{},
 		regIdx:   -1,
 		timeout:  int64(s.Timeout()),
 		// Known before the handshake, so that OnClose after a failed
@@ -147,7 +148,7 @@ func (s *Server) attach(c *Conn, hj net.Conn) {
 }
 
 func (s *Server) openPolled(c *Conn, fd int, pending []byte) {
-	c.fd = fd
+	c.fd, c.t = fd, pollTransport{}
 	c.cbMu.Lock()
 	defer c.unlock()
 	c.attached = true

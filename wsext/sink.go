@@ -1,0 +1,144 @@
+package wsext
+
+import (
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+)
+
+// A Subscription is a subscriber that is not a WebSocket connection, such
+// as a Server-Sent Events stream: a function called with every message
+// published on its channel. Make one with Server.SubscribeFunc.
+type Subscription struct {
+	srv     *Server
+	channel string
+	fn      func(data []byte, isText bool)
+	done    atomic.Bool
+	once    sync.Once
+}
+
+// SubscribeFunc subscribes fn to channel, through the same channel table
+// and Engine subscriptions as Subscribe: every message published on
+// channel, in this process or (through the Engine) in another, is passed
+// to fn until the Subscription's Unsubscribe.
+//
+// fn runs on the publisher's goroutine (or the Engine's), so it must not
+// block: a subscriber that cannot keep up queues the message and bounds
+// its own queue. data is valid only during the call. fn may run on several
+// goroutines at once, for messages of different publishers; the messages of
+// one publisher come one at a time, in order. A panic in fn is recovered,
+// counted in Stats.Panics and logged.
+//
+// As with Subscribe, an engine error is returned with the Subscription,
+// which then receives the messages of this process only; Unsubscribe it if
+// that is not enough. Server.Shutdown does not end Subscriptions: their
+// owner does.
+func (s *Server) SubscribeFunc(channel string, fn func(data []byte, isText bool)) (*Subscription, error) {
+	sub := &Subscription{srv: s, channel: channel, fn: fn}
+	p := &s.pubsub
+	p.mu.Lock()
+	if p.funcs == nil {
+		p.funcs = make(map[string]map[*Subscription]struct{})
+	}
+	subs := p.funcs[channel]
+	if subs == nil {
+		subs = make(map[*Subscription]struct{})
+		p.funcs[channel] = subs
+	}
+	subs[sub] = struct{}{}
+	needEngine := s.opts.Engine != nil && !p.remote[channel]
+	p.mu.Unlock()
+	if needEngine {
+		return sub, p.syncEngine(channel)
+	}
+	return sub, nil
+}
+
+// Channel returns the channel sub subscribes to.
+func (sub *Subscription) Channel() string { return sub.channel }
+
+// Unsubscribe ends the subscription; later calls do nothing. A delivery
+// already under way may still call the function once after Unsubscribe
+// returns. An engine error is returned after the local removal.
+func (sub *Subscription) Unsubscribe() error {
+	var err error
+	sub.once.Do(func() {
+		sub.done.Store(true)
+		p := &sub.srv.pubsub
+		p.mu.Lock()
+		subs := p.funcs[sub.channel]
+		delete(subs, sub)
+		if len(subs) == 0 {
+			delete(p.funcs, sub.channel)
+		}
+		last := !p.subscribed(sub.channel)
+		p.mu.Unlock()
+		if last && sub.srv.opts.Engine != nil {
+			err = p.syncEngine(sub.channel)
+		}
+	})
+	return err
+}
+
+// subscribed reports whether channel has a subscriber in this process, a
+// connection or a Subscription; p.mu must be held.
+func (p *pubsub) subscribed(channel string) bool {
+	return len(p.channels[channel]) > 0 || len(p.funcs[channel]) > 0
+}
+
+// FuncSubscribers returns the number of Subscriptions of this process to
+// channel; Subscribers counts the connections.
+func (s *Server) FuncSubscribers(channel string) int {
+	s.pubsub.mu.RLock()
+	defer s.pubsub.mu.RUnlock()
+	return len(s.pubsub.funcs[channel])
+}
+
+// deliverFuncs passes a message to the Subscriptions of channel. They are
+// copied out first, as deliver copies the connections, so that no lock is
+// held while they run.
+func (p *pubsub) deliverFuncs(channel string, data []byte, isText bool) {
+	p.mu.RLock()
+	n := len(p.funcs[channel])
+	if n == 0 {
+		p.mu.RUnlock()
+		return
+	}
+	sp := funcsPool.Get().(*[]*Subscription)
+	to := (*sp)[:0]
+	for sub := range p.funcs[channel] {
+		to = append(to, sub)
+	}
+	p.mu.RUnlock()
+	for _, sub := range to {
+		if !sub.done.Load() {
+			p.callFunc(sub, data, isText)
+		}
+	}
+	clear(to)
+	if cap(to) <= 1<<16 {
+		*sp = to[:0]
+		funcsPool.Put(sp)
+	}
+}
+
+var funcsPool = sync.Pool{New: func() any { s := make([]*Subscription, 0, 64); return &s }}
+
+// callFunc runs a Subscription's function under recover, as every callback
+// is: a panic is the end of that one call, never of the process.
+func (p *pubsub) callFunc(sub *Subscription, data []byte, isText bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.srv.stats.panics.Add(1)
+			p.srv.logs.Error("subscription panic", "wsext: panic in a SubscribeFunc function",
+				"channel", sub.channel, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	sub.fn(data, isText)
+}
+
+// String returns a description for logs.
+func (sub *Subscription) String() string {
+	return fmt.Sprintf("subscription to %q", sub.channel)
+}
