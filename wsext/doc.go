@@ -91,6 +91,12 @@
 //	a broadcast message           one copy (PreparedMessage),    freed by Release
 //	                              shared by every recipient
 //	pub/sub delivery              each subscriber's queue        as the outgoing queue
+//	channel history (optional)    HistorySize messages and       the oldest message goes; over
+//	                              HistoryTTL per channel;        HistoryMaxBytes the least recently
+//	                              HistoryMaxBytes (64 MiB) in    published channels are forgotten
+//	                              all                            (their epoch changes)
+//	history replayed to a         the outgoing queue             as the outgoing queue
+//	subscriber that comes back
 //	an idle connection            no buffer, no goroutine        -
 //	closing handshake             3 s                            the connection is reset
 //	idle peer                     Timeout, then a ping, then     close 1001 and reset

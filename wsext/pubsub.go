@@ -5,6 +5,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/wsd-server/wsd/internal/history"
 )
 
 // Engine carries published messages between processes (and hosts); the
@@ -53,7 +55,7 @@ type Engine interface {
 type pubsub struct {
 	srv      *Server
 	mu       sync.RWMutex
-	channels map[string]map[*Conn]struct{}
+	channels map[string]map[*Conn]bool // connection → wants the JSON envelope
 	// funcs holds the Subscriptions of SubscribeFunc (sink.go), by channel.
 	funcs map[string]map[*Subscription]struct{}
 	// remote holds the channels the engine subscribes; it is written
@@ -70,7 +72,7 @@ type pubsub struct {
 
 func (p *pubsub) init(s *Server) {
 	p.srv = s
-	p.channels = make(map[string]map[*Conn]struct{})
+	p.channels = make(map[string]map[*Conn]bool)
 	p.remote = make(map[string]bool)
 }
 
@@ -113,21 +115,78 @@ func Publish(channel string, data []byte, isText bool) error {
 // published elsewhere before then do not reach ws. An engine error is
 // returned; ws then subscribes in this process only.
 func (s *Server) Subscribe(ws *Conn, channel string) error {
+	_, err := s.SubscribeWith(ws, channel, SubscribeOptions{})
+	return err
+}
+
+// SubscribeOptions are the choices of SubscribeWith.
+type SubscribeOptions struct {
+	// Envelope writes every message of the subscription as a JSON text
+	// message that carries its position in the channel's history:
+	//
+	//	{"offset":42,"epoch":"5f0c2a9d31e4","data":"the text"}
+	//	{"offset":43,"epoch":"5f0c2a9d31e4","binary":true,"data":"base64"}
+	//
+	// Without history (Options.HistorySize 0) offset is 0 and epoch "".
+	Envelope bool
+	// Since, when not nil, first writes the messages published on the
+	// channel after that position, from its history, then the live ones:
+	// no gap and no duplicate. The zero Position asks for all the history.
+	Since *Position
+}
+
+// Recovery is what SubscribeWith could replay.
+type Recovery struct {
+	// Recovered is true when every message after Since was written (or
+	// Since was nil). False means some cannot be had: another epoch (the
+	// history was lost), or older than what is kept. The application should
+	// then reload its state some other way.
+	Recovered bool
+	// Replayed counts the messages written from the history.
+	Replayed int
+	// Top is the channel's position when the subscription began.
+	Top Position
+}
+
+// SubscribeWith subscribes ws to channel like Subscribe, with the envelope
+// and recovery of opts. The replayed messages count against
+// MaxBackpressure like any others: a history larger than what the peer
+// can take at once closes a reader that does not keep up.
+func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) (Recovery, error) {
+	rec := Recovery{Recovered: true}
 	if ws.srv != s {
-		return fmt.Errorf("wsext: Subscribe: %v belongs to another server", ws)
+		return rec, fmt.Errorf("wsext: Subscribe: %v belongs to another server", ws)
 	}
 	if ws.state.Load() == stateClosed || !ws.attached {
-		return ErrClosed
+		return rec, ErrClosed
+	}
+	if opts.Since != nil && s.hist == nil {
+		return Recovery{}, ErrNoHistory
 	}
 	p := &s.pubsub
 	p.mu.Lock()
+	if s.hist != nil {
+		// Read the history and join the subscribers under the table's
+		// lock, which every publish holds (shared) from its history entry
+		// to its snapshot of subscribers: a message is either replayed
+		// here or delivered live, never both, never neither.
+		if opts.Since != nil {
+			msgs, top, ok := s.hist.Since(channel, history.Position(*opts.Since))
+			rec = Recovery{Recovered: ok, Replayed: len(msgs), Top: Position(top)}
+			for _, m := range msgs {
+				ws.WritePrepared(newPositioned(channel, Position{m.Offset, top.Epoch}, m.Data, m.IsText, opts.Envelope))
+			}
+		} else {
+			rec.Top = Position(s.hist.Top(channel))
+		}
+	}
 	subs := p.channels[channel]
 	if subs == nil {
-		subs = make(map[*Conn]struct{})
+		subs = make(map[*Conn]bool)
 		p.channels[channel] = subs
 	}
 	_, already := subs[ws]
-	subs[ws] = struct{}{}
+	subs[ws] = opts.Envelope
 	needEngine := s.opts.Engine != nil && !p.remote[channel]
 	p.mu.Unlock()
 	if !already {
@@ -138,13 +197,13 @@ func (s *Server) Subscribe(ws *Conn, channel string) error {
 		// subscriptions before this one was listed: drop it here.
 		if ws.state.Load() == stateClosed {
 			s.Unsubscribe(ws, channel)
-			return ErrClosed
+			return rec, ErrClosed
 		}
 	}
 	if needEngine {
-		return p.syncEngine(channel)
+		return rec, p.syncEngine(channel)
 	}
-	return nil
+	return rec, nil
 }
 
 // Unsubscribe removes ws from channel's subscribers; it is a no-op if ws
@@ -253,45 +312,64 @@ func (p *pubsub) dropAll(ws *Conn) {
 // subscriber too slow to take them is closed by the MaxBackpressure limit
 // like any other, so no subscriber delays the others.
 func (s *Server) Publish(channel string, data []byte, isText bool) error {
+	_, err := s.publish(nil, channel, data, isText)
+	return err
+}
+
+// PublishPosition publishes like Publish and returns the message's
+// position in the channel's history (the zero Position without history).
+func (s *Server) PublishPosition(channel string, data []byte, isText bool) (Position, error) {
 	return s.publish(nil, channel, data, isText)
 }
 
 // Publish publishes a message like Server.Publish, to every subscriber of
 // channel except c itself, whether or not c subscribes.
 func (c *Conn) Publish(channel string, data []byte, isText bool) error {
-	return c.srv.publish(c, channel, data, isText)
+	_, err := c.srv.publish(c, channel, data, isText)
+	return err
 }
 
-func (s *Server) publish(except *Conn, channel string, data []byte, isText bool) error {
+func (s *Server) publish(except *Conn, channel string, data []byte, isText bool) (Position, error) {
 	if isText && !utf8.Valid(data) {
-		return ErrInvalidUTF8
+		return Position{}, ErrInvalidUTF8
 	}
-	s.deliver(except, channel, data, isText)
+	pos := s.deliver(except, channel, data, isText, true)
 	e, err := s.pubsub.engine()
 	if e == nil || err != nil {
-		return err
+		return pos, err
 	}
 	if err := s.pubsub.engineCall(opPublish, e, channel, data, isText); err != nil {
-		return fmt.Errorf("wsext: publishing on %q through the engine: %w", channel, err)
+		return pos, fmt.Errorf("wsext: publishing on %q through the engine: %w", channel, err)
 	}
-	return nil
+	return pos, nil
 }
 
 // deliverLocal sends a message to this process's subscribers of channel
 // only; it is the deliver function given to Engine.Start.
 func (s *Server) deliverLocal(channel string, data []byte, isText bool) {
-	s.deliver(nil, channel, data, isText)
+	s.deliver(nil, channel, data, isText, false)
 }
 
-func (s *Server) deliver(except *Conn, channel string, data []byte, isText bool) {
+// deliver writes a message to this process's subscribers of channel,
+// recording it in the history first when record is set; it returns the
+// message's position.
+func (s *Server) deliver(except *Conn, channel string, data []byte, isText, record bool) Position {
 	p := &s.pubsub
 	// The subscribers are copied out so that the table's lock is not held
 	// through thousands of writes, which would hold up every Subscribe.
-	sp := subsPool.Get().(*[]*Conn)
-	to := (*sp)[:0]
+	sp, se := subsPool.Get().(*[]*Conn), subsPool.Get().(*[]*Conn)
+	to, toEnv := (*sp)[:0], (*se)[:0]
+	var pos Position
 	p.mu.RLock()
-	for c := range p.channels[channel] {
-		if c != except {
+	if record && s.hist != nil {
+		pos = Position(s.hist.Add(channel, data, isText))
+	}
+	for c, env := range p.channels[channel] {
+		switch {
+		case c == except:
+		case env:
+			toEnv = append(toEnv, c)
+		default:
 			to = append(to, c)
 		}
 	}
@@ -303,12 +381,31 @@ func (s *Server) deliver(except *Conn, channel string, data []byte, isText bool)
 		}
 		pm.Release()
 	}
-	clear(to)
-	if cap(to) <= 1<<16 {
-		*sp = to[:0]
-		subsPool.Put(sp)
+	if len(toEnv) > 0 {
+		pe := newPositioned(channel, pos, data, isText, true)
+		for _, c := range toEnv {
+			c.WritePrepared(pe)
+		}
+		pe.Release()
+	}
+	for _, l := range []*[]*Conn{sp, se} {
+		clear(*l)
+	}
+	*sp, *se = to[:0], toEnv[:0]
+	for _, l := range []*[]*Conn{sp, se} {
+		if cap(*l) <= 1<<16 {
+			subsPool.Put(l)
+		}
 	}
 	p.deliverFuncs(channel, data, isText)
+	return pos
+}
+
+// envelope reports whether c's subscription to channel wants envelopes.
+func (p *pubsub) envelope(c *Conn, channel string) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.channels[channel][c]
 }
 
 var subsPool = sync.Pool{New: func() any { s := make([]*Conn, 0, 64); return &s }}

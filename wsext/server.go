@@ -10,6 +10,7 @@ import (
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 
+	"github.com/wsd-server/wsd/internal/history"
 	"github.com/wsd-server/wsd/internal/ratelog"
 )
 
@@ -18,6 +19,8 @@ const (
 	DefaultMaxMsgSize      = 262144
 	DefaultTimeout         = 40 * time.Second
 	DefaultMaxBackpressure = 1 << 20
+	// DefaultHistoryMaxBytes bounds all channels' history by default.
+	DefaultHistoryMaxBytes = 64 << 20
 )
 
 // MaxMsgSizeLimit is the largest value SetMaxMsgSize takes: 2^62 bytes, far
@@ -61,6 +64,20 @@ type Options struct {
 	// Engine carries published messages between processes; nil keeps them in
 	// this process.
 	Engine Engine
+	// HistorySize is how many recent messages each pub/sub channel keeps,
+	// so that a subscriber coming back can get what it missed
+	// (SubscribeOptions.Since); 0 keeps none. In this version history is
+	// kept only without an Engine: messages that other processes publish
+	// would be missing from it.
+	HistorySize int
+	// HistoryTTL is how long a message stays in the history; 0 means as
+	// long as it is among the last HistorySize.
+	HistoryTTL time.Duration
+	// HistoryMaxBytes bounds the history of all channels together
+	// (payloads plus 64 bytes a message); over it, the least recently
+	// published channels lose their history (and change epoch). 0 means
+	// DefaultHistoryMaxBytes.
+	HistoryMaxBytes int64
 	// GoroutinePerConn runs every connection on its own goroutine instead of
 	// the shared event loops, the mode TLS connections always use: the way
 	// out for callbacks that must block (see the Poller section of the
@@ -86,6 +103,7 @@ type Server struct {
 	done      chan struct{} // closed when the last connection ended after Shutdown
 	stats     counters
 	pubsub    pubsub
+	hist      *history.Store // nil without history
 }
 
 // NewServer returns a Server with the default settings.
@@ -113,6 +131,12 @@ func NewServer(opts Options) *Server {
 	}
 	s.reg.init()
 	s.pubsub.init(s)
+	if opts.HistorySize > 0 && opts.Engine == nil {
+		if opts.HistoryMaxBytes <= 0 {
+			opts.HistoryMaxBytes = DefaultHistoryMaxBytes
+		}
+		s.hist = history.New(opts.HistorySize, opts.HistoryTTL, opts.HistoryMaxBytes)
+	}
 	s.upgrader = websocket.FastHTTPUpgrader{
 		// The library's own reader is never used, only its handshake: keep
 		// the buffers it makes per upgrade minimal.

@@ -1,7 +1,6 @@
 package wsext
 
 import (
-	"fmt"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -54,9 +53,6 @@ func (s *Server) SubscribeFunc(channel string, fn func(data []byte, isText bool)
 	}
 	return sub, nil
 }
-
-// Channel returns the channel sub subscribes to.
-func (sub *Subscription) Channel() string { return sub.channel }
 
 // Unsubscribe ends the subscription; later calls do nothing. A delivery
 // already under way may still call the function once after Unsubscribe
@@ -136,9 +132,4 @@ func (p *pubsub) callFunc(sub *Subscription, data []byte, isText bool) {
 		}
 	}()
 	sub.fn(data, isText)
-}
-
-// String returns a description for logs.
-func (sub *Subscription) String() string {
-	return fmt.Sprintf("subscription to %q", sub.channel)
 }

@@ -1,4 +1,4 @@
-package wsext
+package history
 
 import (
 	"fmt"
@@ -7,8 +7,8 @@ import (
 )
 
 func TestHistoryRecovery(t *testing.T) {
-	h := newHistoryStore(5, time.Minute, 1<<20)
-	if top := h.top("c"); top != (Position{}) {
+	h := New(5, time.Minute, 1<<20)
+	if top := h.Top("c"); top != (Position{}) {
 		t.Fatalf("top of an unknown channel = %+v, want zero (and nothing made)", top)
 	}
 	if len(h.chans) != 0 {
@@ -16,7 +16,7 @@ func TestHistoryRecovery(t *testing.T) {
 	}
 	var last Position
 	for i := 1; i <= 8; i++ {
-		last = h.add("c", []byte(fmt.Sprint(i)), true)
+		last = h.Add("c", []byte(fmt.Sprint(i)), true)
 		if last.Offset != uint64(i) {
 			t.Fatalf("message %d got offset %d", i, last.Offset)
 		}
@@ -39,7 +39,7 @@ func TestHistoryRecovery(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			msgs, top, ok := h.since("c", tc.pos)
+			msgs, top, ok := h.Since("c", tc.pos)
 			if ok != tc.recovered || len(msgs) != tc.count || top != last {
 				t.Fatalf("since(%+v) = %d messages, top %+v, recovered %v; want %d, %+v, %v", tc.pos, len(msgs), top, ok, tc.count, last, tc.recovered)
 			}
@@ -50,58 +50,58 @@ func TestHistoryRecovery(t *testing.T) {
 			}
 		})
 	}
-	if msgs, _, ok := h.since("new", Position{}); !ok || msgs != nil {
+	if msgs, _, ok := h.Since("new", Position{}); !ok || msgs != nil {
 		t.Fatalf("the zero position on an unknown channel: %v %v, want recovered and nothing", msgs, ok)
 	}
-	h.add("young", []byte("a"), true)
-	if msgs, _, ok := h.since("young", Position{}); !ok || len(msgs) != 1 {
+	h.Add("young", []byte("a"), true)
+	if msgs, _, ok := h.Since("young", Position{}); !ok || len(msgs) != 1 {
 		t.Fatalf("the whole of a stream still complete: %d messages, recovered %v", len(msgs), ok)
 	}
 }
 
 func TestHistoryBounds(t *testing.T) {
 	t.Run("TTL", func(t *testing.T) {
-		h := newHistoryStore(100, time.Second, 1<<20)
+		h := New(100, time.Second, 1<<20)
 		clock := time.Unix(1000, 0)
 		h.now = func() time.Time { return clock }
-		p1 := h.add("c", []byte("old"), true)
+		p1 := h.Add("c", []byte("old"), true)
 		clock = clock.Add(2 * time.Second)
-		h.add("c", []byte("new"), true)
-		if _, _, ok := h.since("c", Position{0, p1.Epoch}); ok {
+		h.Add("c", []byte("new"), true)
+		if _, _, ok := h.Since("c", Position{0, p1.Epoch}); ok {
 			t.Fatal("an expired message was still counted as kept")
 		}
-		if msgs, _, ok := h.since("c", p1); !ok || len(msgs) != 1 {
+		if msgs, _, ok := h.Since("c", p1); !ok || len(msgs) != 1 {
 			t.Fatalf("after the expired one: %d messages, recovered %v", len(msgs), ok)
 		}
 	})
 	t.Run("total bytes evict whole channels, oldest first", func(t *testing.T) {
 		const payload = 1000
-		h := newHistoryStore(100, 0, 3*entryCost(payload))
-		a := h.add("a", make([]byte, payload), false)
-		h.add("b", make([]byte, payload), false)
-		h.add("c", make([]byte, payload), false)
-		h.add("d", make([]byte, payload), false) // over: "a" goes
+		h := New(100, 0, 3*entryCost(payload))
+		a := h.Add("a", make([]byte, payload), false)
+		h.Add("b", make([]byte, payload), false)
+		h.Add("c", make([]byte, payload), false)
+		h.Add("d", make([]byte, payload), false) // over: "a" goes
 		if _, ok := h.chans["a"]; ok {
 			t.Fatal("the least recently published channel was kept over the bound")
 		}
 		if h.bytes > 3*entryCost(payload) {
 			t.Fatalf("%d bytes kept, bound %d", h.bytes, 3*entryCost(payload))
 		}
-		b := h.add("a", []byte("x"), false)
+		b := h.Add("a", []byte("x"), false)
 		if b.Epoch == a.Epoch || b.Offset != 1 {
 			t.Fatalf("an evicted channel came back as %+v (was %+v): want a new epoch from offset 1", b, a)
 		}
-		if _, _, ok := h.since("a", a); ok {
+		if _, _, ok := h.Since("a", a); ok {
 			t.Fatal("a position in the evicted stream was recovered")
 		}
 	})
 }
 
 func BenchmarkHistoryAdd(b *testing.B) {
-	h := newHistoryStore(1000, 0, 64<<20)
+	h := New(1000, 0, 64<<20)
 	msg := make([]byte, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		h.add("c", msg, false)
+		h.Add("c", msg, false)
 	}
 }

@@ -1,4 +1,4 @@
-package wsext
+package history
 
 import (
 	"container/list"
@@ -19,19 +19,20 @@ type Position struct {
 	Epoch  string
 }
 
-// HistoryMessage is a message kept in a channel's history.
-type HistoryMessage struct {
+// Message is a message kept in a channel's history.
+type Message struct {
 	Offset uint64
 	Data   []byte
 	IsText bool
 }
 
-// historyStore keeps the last messages of each channel, bounded per
+// Store keeps the last messages of each channel, bounded per
 // channel (size messages, ttl age) and in all (maxBytes of payload, then
 // whole channels are evicted, least recently published first: their
 // epoch changes, which is how their subscribers learn of it). It is the
-// in-process history; engines that span processes keep their own.
-type historyStore struct {
+// history of wsext's in-process pub/sub and of the cluster engine's hub.
+// It is safe for concurrent use.
+type Store struct {
 	size     int
 	ttl      time.Duration
 	maxBytes int64
@@ -53,12 +54,15 @@ type stream struct {
 }
 
 type historyEntry struct {
-	HistoryMessage
+	Message
 	at time.Time
 }
 
-func newHistoryStore(size int, ttl time.Duration, maxBytes int64) *historyStore {
-	h := &historyStore{size: size, ttl: ttl, maxBytes: maxBytes, now: time.Now, chans: make(map[string]*list.Element)}
+// New returns a Store keeping up to size messages per channel, each for at
+// most ttl (0: no age limit), and maxBytes in all (payloads plus a fixed
+// cost per message).
+func New(size int, ttl time.Duration, maxBytes int64) *Store {
+	h := &Store{size: size, ttl: ttl, maxBytes: maxBytes, now: time.Now, chans: make(map[string]*list.Element)}
 	h.order.Init()
 	return h
 }
@@ -71,9 +75,9 @@ func newEpoch() string {
 	return hex.EncodeToString(b[:])
 }
 
-// add appends a message (copied) to channel's history and returns its
+// Add appends a message (copied) to channel's history and returns its
 // position.
-func (h *historyStore) add(channel string, data []byte, isText bool) Position {
+func (h *Store) Add(channel string, data []byte, isText bool) Position {
 	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -87,7 +91,7 @@ func (h *historyStore) add(channel string, data []byte, isText bool) Position {
 	}
 	st.top++
 	i := (st.first + st.n) % len(st.ring)
-	st.ring[i] = historyEntry{HistoryMessage{st.top, append([]byte(nil), data...), isText}, now}
+	st.ring[i] = historyEntry{Message{st.top, append([]byte(nil), data...), isText}, now}
 	st.n++
 	h.bytes += entryCost(len(data))
 	for h.bytes > h.maxBytes && h.order.Len() > 1 {
@@ -101,10 +105,10 @@ func (h *historyStore) add(channel string, data []byte, isText bool) Position {
 	return Position{st.top, st.epoch}
 }
 
-// top returns channel's current position: the offset of its last message
+// Top returns channel's current position: the offset of its last message
 // and its epoch, or the zero Position for a channel with no history. It
 // never creates anything: any client may ask about any name.
-func (h *historyStore) top(channel string) Position {
+func (h *Store) Top(channel string) Position {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if el, ok := h.chans[channel]; ok {
@@ -114,13 +118,13 @@ func (h *historyStore) top(channel string) Position {
 	return Position{}
 }
 
-// since returns the messages of channel after pos, oldest first, and the
+// Since returns the messages of channel after pos, oldest first, and the
 // channel's top position. recovered is false when they cannot be exactly
 // what was missed: another epoch, an offset beyond the top, or messages
 // after pos that are no longer kept. Then msgs is nil. The zero Position
 // asks for the whole stream, which is recovered while its first message is
 // still kept.
-func (h *historyStore) since(channel string, pos Position) (msgs []HistoryMessage, top Position, recovered bool) {
+func (h *Store) Since(channel string, pos Position) (msgs []Message, top Position, recovered bool) {
 	now := h.now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -143,14 +147,14 @@ func (h *historyStore) since(channel string, pos Position) (msgs []HistoryMessag
 	}
 	for i := int(pos.Offset + 1 - oldest); i < st.n; i++ {
 		e := st.ring[(st.first+i)%len(st.ring)]
-		msgs = append(msgs, e.HistoryMessage)
+		msgs = append(msgs, e.Message)
 	}
 	return msgs, top, true
 }
 
 // streamLocked returns channel's stream, made with a new epoch when there
 // is none and create is set.
-func (h *historyStore) streamLocked(channel string, create bool) *stream {
+func (h *Store) streamLocked(channel string, create bool) *stream {
 	if el, ok := h.chans[channel]; ok {
 		h.order.MoveToFront(el)
 		return el.Value.(*stream)
@@ -178,7 +182,7 @@ func (st *stream) grow(size int) {
 	st.ring, st.first = bigger[:cap(bigger)], 0
 }
 
-func (h *historyStore) dropOldestLocked(st *stream) {
+func (h *Store) dropOldestLocked(st *stream) {
 	e := &st.ring[st.first]
 	h.bytes -= entryCost(len(e.Data))
 	*e = historyEntry{}
@@ -187,7 +191,7 @@ func (h *historyStore) dropOldestLocked(st *stream) {
 }
 
 // expireLocked drops st's messages older than the TTL.
-func (h *historyStore) expireLocked(st *stream, now time.Time) {
+func (h *Store) expireLocked(st *stream, now time.Time) {
 	if h.ttl <= 0 {
 		return
 	}
@@ -198,7 +202,7 @@ func (h *historyStore) expireLocked(st *stream, now time.Time) {
 
 // evictLocked forgets a channel's stream: its next message starts a new
 // epoch.
-func (h *historyStore) evictLocked(st *stream) {
+func (h *Store) evictLocked(st *stream) {
 	for st.n > 0 {
 		h.dropOldestLocked(st)
 	}
