@@ -9,15 +9,17 @@ import (
 //
 // Every field has a flag (the `flag` tag), a WSD_* environment variable (the
 // flag name upper-cased, dashes turned into underscores, WSD_ prefixed) and a
-// key in the optional TOML configuration file (the `toml` tag). Precedence,
-// highest first: flags, environment, file, defaults.
+// key in the optional configuration file (the `toml` tag, which names the key
+// in YAML and JSON files too). Precedence, highest first: flags, environment,
+// file, defaults.
 type Config struct {
 	// Address is the IP address to listen on ("" or "0.0.0.0" means all IPv4,
 	// "::" all addresses).
 	Address string `toml:"address" flag:"address"`
 	// Port is the TCP port to listen on (1-65535).
 	Port int `toml:"port" flag:"port"`
-	// Processes is the number of worker processes; 0 means one per CPU.
+	// Processes is the number of worker processes, at most 1024; 0 means one
+	// per CPU this process may use (see AvailableCPUs).
 	Processes int `toml:"processes" flag:"processes"`
 	// Threads is GOMAXPROCS for each worker process; 0 leaves Go's default.
 	Threads int `toml:"threads" flag:"threads"`
@@ -34,6 +36,11 @@ type Config struct {
 	// master before the master kills it as hung and starts another on its
 	// socket; 0 turns the check off.
 	WorkerTimeout time.Duration `toml:"worker_timeout" flag:"worker-timeout"`
+	// DrainPeriod is the time over which a worker replaced by a reload or
+	// a binary upgrade closes its WebSockets (code 1012), spread evenly so
+	// that their clients do not all reconnect at once; 0 closes them at
+	// once.
+	DrainPeriod time.Duration `toml:"drain_period" flag:"drain-period"`
 
 	// Compression enables permessage-deflate negotiation.
 	Compression bool `toml:"compression" flag:"compression"`
@@ -77,8 +84,29 @@ type Config struct {
 	Redis string `toml:"redis" flag:"redis"`
 	// PublishToken, when set, is the bearer token POST /publish requires.
 	PublishToken string `toml:"publish_token" flag:"publish-token"`
+	// HistorySize is how many recent messages each pub/sub channel keeps,
+	// so that a subscriber that comes back with the last offset it saw gets
+	// what it missed; 0 keeps none. This version keeps history with the
+	// in-process engine only (--processes 1, no --redis).
+	HistorySize int `toml:"history_size" flag:"history-size"`
+	// HistoryTTL is how long a message stays in a channel's history; 0
+	// keeps it as long as it is among the last HistorySize.
+	HistoryTTL time.Duration `toml:"history_ttl" flag:"history-ttl"`
 	// PubSubEcho makes a /pubsub client receive its own messages.
 	PubSubEcho bool `toml:"pubsub_echo" flag:"pubsub-echo"`
+	// JWTSecret, when set, is the HS256 key of the tokens that /pubsub and
+	// /sse subscribers must present; at least 32 bytes.
+	JWTSecret string `toml:"jwt_secret" flag:"jwt-secret"`
+	// JWTPublicKey, when set, is a PEM file holding the RSA (RS256), ECDSA
+	// P-256 (ES256) or Ed25519 (EdDSA) public key of subscriber tokens.
+	JWTPublicKey string `toml:"jwt_public_key" flag:"jwt-public-key"`
+	// JWTCookie is the cookie a subscriber token may come in; empty takes
+	// tokens from the Authorization header and the token query parameter
+	// only.
+	JWTCookie string `toml:"jwt_cookie" flag:"jwt-cookie"`
+	// SSEHeartbeat is the interval of the comment lines that keep /sse
+	// streams (and the proxies on their way) alive.
+	SSEHeartbeat time.Duration `toml:"sse_heartbeat" flag:"sse-heartbeat"`
 
 	// Public is a folder served as static files; empty serves none.
 	Public string `toml:"public" flag:"public"`
@@ -86,6 +114,9 @@ type Config struct {
 	DirListing bool `toml:"dir_listing" flag:"dir-listing"`
 	// AdminAddress is host:port for metrics and health; empty disables it.
 	AdminAddress string `toml:"admin_address" flag:"admin-address"`
+	// PidFile, when set, is a file the master writes its pid to at start
+	// and removes when it stops; `wsd reload` finds the daemon through it.
+	PidFile string `toml:"pid_file" flag:"pid-file"`
 	// LogFormat is "text" or "json".
 	LogFormat string `toml:"log_format" flag:"log-format"`
 	// LogLevel is "debug", "info", "warn" or "error".
@@ -109,6 +140,7 @@ func Default() Config {
 		Timeout:              40,
 		ShutdownTimeout:      10 * time.Second,
 		WorkerTimeout:        10 * time.Second,
+		DrainPeriod:          10 * time.Second,
 		Compression:          false,
 		CompressionLevel:     1,
 		CompressionThreshold: 256,
@@ -119,6 +151,8 @@ func Default() Config {
 		MaxBodySize:          4 << 20,
 		MaxConns:             0,
 		MaxConnsPerIP:        0,
+		JWTCookie:            "wsd_token",
+		SSEHeartbeat:         15 * time.Second,
 		LogFormat:            "text",
 		LogLevel:             "info",
 	}

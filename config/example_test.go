@@ -48,3 +48,33 @@ func ExampleConfig_Validate() {
 	// max-msg-size = -1: must be positive
 	// first bad setting: port
 }
+
+// A command warns about WSD_* variables that are no setting, which Load
+// ignores.
+func ExampleUnknownEnv() {
+	env := []string{"WSD_PROCESES=4", "WSD_PORT=8080", "HOME=/root"}
+	for _, w := range config.UnknownEnv(env) {
+		fmt.Println("warning:", w)
+	}
+	// Output: warning: WSD_PROCESES is not a wsd setting; did you mean WSD_PROCESSES?
+}
+
+// LoadSources tells where each value came from, as `wsd config` shows.
+func ExampleLoadSources() {
+	fs := pflag.NewFlagSet("wsd", pflag.ContinueOnError)
+	config.AddFlags(fs)
+	if err := fs.Parse([]string{"--port", "8080"}); err != nil {
+		log.Fatal(err)
+	}
+	cfg, sources, err := config.LoadSources(fs, []string{"WSD_TIMEOUT=55"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.Port, sources["port"])
+	fmt.Println(cfg.Timeout, sources["timeout"])
+	fmt.Println(cfg.Address, sources["address"])
+	// Output:
+	// 8080 flag --port
+	// 55 environment WSD_TIMEOUT
+	// 0.0.0.0 default
+}

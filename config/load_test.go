@@ -28,7 +28,13 @@ func newFlags(t *testing.T, args ...string) *pflag.FlagSet {
 
 func writeFile(t *testing.T, text string) string {
 	t.Helper()
-	name := filepath.Join(t.TempDir(), "wsd.toml")
+	return writeNamedFile(t, "wsd.toml", text)
+}
+
+// writeNamedFile writes text to the file base in a new directory.
+func writeNamedFile(t *testing.T, base, text string) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), base)
 	if err := os.WriteFile(name, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +115,7 @@ log_level = "debug"
 			want: "1001 1s [https://file.example] true debug " + file,
 		},
 		{
-			name: "later duplicate variable wins, unknown ones are ignored",
+			name: "later duplicate variable wins, unknown ones are ignored by Load",
 			env:  []string{"WSD_PORT=1", "WSD_PORT=2", "WSD_NO_SUCH_SETTING=x", "WSD_LOG_LEVEL", "LOG_LEVEL=debug"},
 			want: "2 10s [] false info ",
 		},
@@ -133,6 +139,7 @@ log_level = "debug"
 func TestEverySettingFromEverySource(t *testing.T) {
 	def := reflect.ValueOf(Default())
 	for _, s := range settings {
+		// tomlText is also valid YAML and JSON.
 		var text, tomlText string
 		var want any
 		switch {
@@ -163,8 +170,14 @@ func TestEverySettingFromEverySource(t *testing.T) {
 			"env":  func() (Config, error) { return Load(newFlags(t), []string{s.env + "=" + text}) },
 		}
 		if s.key != "" {
-			file := writeFile(t, s.key+" = "+tomlText+"\n")
-			sources["file"] = func() (Config, error) { return Load(newFlags(t, "--config", file), nil) }
+			for name, text := range map[string]string{
+				"wsd.toml": s.key + " = " + tomlText + "\n",
+				"wsd.yaml": s.key + ": " + tomlText + "\n",
+				"wsd.json": `{"` + s.key + `": ` + tomlText + "}\n",
+			} {
+				file := writeNamedFile(t, name, text)
+				sources[name] = func() (Config, error) { return Load(newFlags(t, "--config", file), nil) }
+			}
 		}
 		for name, load := range sources {
 			if s.flag == "config" {

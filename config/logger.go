@@ -21,7 +21,7 @@ func (c Config) Logger(w io.Writer, attrs ...slog.Attr) *slog.Logger {
 	if level.UnmarshalText([]byte(c.LogLevel)) != nil {
 		level = slog.LevelInfo
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationText}
 	var h slog.Handler
 	if c.LogFormat == "json" {
 		h = slog.NewJSONHandler(w, opts)
@@ -29,4 +29,13 @@ func (c Config) Logger(w io.Writer, attrs ...slog.Attr) *slog.Logger {
 		h = slog.NewTextHandler(w, opts)
 	}
 	return slog.New(h.WithAttrs(attrs))
+}
+
+// durationText renders a time.Duration as its String ("1.5s") rather than
+// as JSON's bare nanoseconds, so both formats read alike.
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

@@ -8,11 +8,15 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/wsd-server/wsd/internal/jwtkey"
 )
 
 // A FieldError reports one setting with a bad value.
@@ -48,6 +52,17 @@ const (
 	maxHeaderSize   = 1 << 20
 	// minWorkerTimeout is the shortest heartbeat timeout, see Validate.
 	minWorkerTimeout = time.Second
+	// maxProcesses bounds the worker count: the master holds several
+	// descriptors per worker, and more workers than this is a typo.
+	maxProcesses = 1024
+	// maxHistorySize bounds the messages a channel keeps: the whole
+	// history is bounded in bytes anyway (wsext.DefaultHistoryMaxBytes).
+	maxHistorySize = 100000
+	// minJWTSecret is the shortest HS256 key, the hash's size (RFC 7518
+	// section 3.2).
+	minJWTSecret = 32
+	// minSSEHeartbeat keeps a typo from making every stream spin.
+	minSSEHeartbeat = 100 * time.Millisecond
 )
 
 // Validate checks every setting and returns nil or every problem found,
@@ -82,6 +97,9 @@ func (c Config) Validate() error {
 	}
 	between("port", int64(c.Port), 1, 65535)
 	atLeast("processes", int64(c.Processes), 0)
+	if c.Processes > maxProcesses {
+		bad("processes", c.Processes, "must be at most %d (0 runs one per available CPU)", maxProcesses)
+	}
 	atLeast("threads", int64(c.Threads), 0)
 
 	if c.MaxMsgSize > maxMsgSizeLimit {
@@ -96,6 +114,9 @@ func (c Config) Validate() error {
 	// would kill workers that a busy machine merely paused.
 	if c.WorkerTimeout != 0 && c.WorkerTimeout < minWorkerTimeout {
 		bad("worker-timeout", c.WorkerTimeout, "must be 0 (off) or at least %s", minWorkerTimeout)
+	}
+	if c.DrainPeriod < 0 {
+		bad("drain-period", c.DrainPeriod, "must be 0 (close at once) or positive")
 	}
 
 	between("compression-level", int64(c.CompressionLevel), 1, 9)
@@ -145,6 +166,18 @@ func (c Config) Validate() error {
 		}
 	}
 
+	atLeast("history-size", int64(c.HistorySize), 0)
+	if c.HistorySize > maxHistorySize {
+		bad("history-size", c.HistorySize, "must be at most %d", maxHistorySize)
+	}
+	if c.HistoryTTL < 0 {
+		bad("history-ttl", c.HistoryTTL, "must be 0 (no age limit) or positive")
+	}
+	if c.HistorySize > 0 && (c.Processes != 1 || c.Redis != "") {
+		// The cluster and Redis engines keep no history yet: a history
+		// of one worker would miss what the others publish.
+		bad("history-size", c.HistorySize, "needs processes = 1 and no redis in this version (processes = %d, redis %s)", c.Processes, map[bool]string{true: "set", false: "unset"}[c.Redis != ""])
+	}
 	if c.Redis != "" {
 		if err := checkRedis(c.Redis); err != nil {
 			bad("redis", redactURL(c.Redis), "%v", err)
@@ -153,6 +186,22 @@ func (c Config) Validate() error {
 	if strings.ContainsFunc(c.PublishToken, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
 		// The token is a secret: name the problem, not the value.
 		bad("publish-token", "<redacted>", "must not contain spaces or control characters")
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < minJWTSecret {
+		bad("jwt-secret", "<redacted>", "must be at least %d bytes (RFC 7518 section 3.2)", minJWTSecret)
+	}
+	if c.JWTPublicKey != "" {
+		if err := checkFile(c.JWTPublicKey); err != nil {
+			bad("jwt-public-key", c.JWTPublicKey, "%v", err)
+		} else if _, err := jwtkey.Load(c.JWTPublicKey); err != nil {
+			bad("jwt-public-key", c.JWTPublicKey, "%v", err)
+		}
+	}
+	if c.JWTCookie != "" && !isToken(c.JWTCookie) {
+		bad("jwt-cookie", c.JWTCookie, "must be an HTTP token: letters, digits and !#$%%&'*+-.^_`|~")
+	}
+	if c.SSEHeartbeat < minSSEHeartbeat {
+		bad("sse-heartbeat", c.SSEHeartbeat, "must be at least %s", minSSEHeartbeat)
 	}
 
 	if c.Public != "" {
@@ -165,6 +214,13 @@ func (c Config) Validate() error {
 	if c.AdminAddress != "" {
 		if err := checkHostPort(c.AdminAddress); err != nil {
 			bad("admin-address", c.AdminAddress, "%v", err)
+		}
+	}
+	if c.PidFile != "" {
+		if fi, err := os.Stat(filepath.Dir(c.PidFile)); err != nil {
+			bad("pid-file", c.PidFile, "its directory: %v", statReason(err))
+		} else if !fi.IsDir() {
+			bad("pid-file", c.PidFile, "its directory is not a directory")
 		}
 	}
 	switch c.LogFormat {
@@ -245,10 +301,19 @@ func checkRedis(s string) error {
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 		return errors.New("must be a URL such as redis://host:6379/0 or rediss://host:6380/0")
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errors.New("port must be between 1 and 65535")
+		}
+	}
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
 		if _, err := strconv.ParseUint(db, 10, 16); err != nil {
 			return errors.New("database must be a number, as in redis://host:6379/0")
 		}
+	}
+	// The client's own parser has the last word, on query options too.
+	if _, err := redis.ParseURL(s); err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "redis: "))
 	}
 	return nil
 }

@@ -52,6 +52,8 @@ func TestValidate(t *testing.T) {
 		{"processes auto", func(c *Config) { c.Processes = 0 }, nil},
 		{"processes many", func(c *Config) { c.Processes = 64 }, nil},
 		{"processes negative", func(c *Config) { c.Processes = -1 }, []string{"processes = -1: must not be negative"}},
+		{"processes max", func(c *Config) { c.Processes = 1024 }, nil},
+		{"processes too many", func(c *Config) { c.Processes = 1025 }, []string{"processes = 1025: must be at most 1024"}},
 		{"threads negative", func(c *Config) { c.Threads = -2 }, []string{"threads = -2: must not be negative"}},
 
 		{"max-msg-size one", func(c *Config) { c.MaxMsgSize = 1 }, nil},
@@ -125,6 +127,10 @@ func TestValidate(t *testing.T) {
 		{"redis bad scheme", func(c *Config) { c.Redis = "http://localhost:6379" }, []string{`redis = "http://localhost:6379": must be a URL`}},
 		{"redis no host", func(c *Config) { c.Redis = "redis://" }, []string{`redis = "redis://": must be a URL`}},
 		{"redis bad db", func(c *Config) { c.Redis = "redis://localhost/x" }, []string{`redis = "redis://localhost/x": database must be a number`}},
+		{"redis option", func(c *Config) { c.Redis = "redis://localhost:6379/0?dial_timeout=3s" }, nil},
+		{"redis unknown option", func(c *Config) { c.Redis = "redis://localhost:6379/0?dial_timeot=3s" }, []string{`redis = "redis://localhost:6379/0?dial_timeot=3s": unexpected option: dial_timeot`}},
+		{"redis bad option", func(c *Config) { c.Redis = "redis://localhost:6379/0?dial_timeout=soon" }, []string{`redis = "redis://localhost:6379/0?dial_timeout=soon": invalid dial_timeout duration`}},
+		{"redis bad port", func(c *Config) { c.Redis = "redis://localhost:99999/0" }, []string{`redis = "redis://localhost:99999/0": port must be between 1 and 65535`}},
 		{"redis password hidden", func(c *Config) { c.Redis = "redis://u:secret@h:6379/db" }, []string{`redis = "redis://u:xxxxx@h:6379/db"`}},
 
 		{"publish-token", func(c *Config) { c.PublishToken = "abc.DEF-123_~+/=" }, nil},

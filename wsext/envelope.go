@@ -46,6 +46,26 @@ func newPositioned(channel string, pos Position, data []byte, isText, envelope b
 	return pm
 }
 
+// writeStatus writes the first message of an envelope subscription, before
+// any replayed or live one: where the channel stands and whether the
+// missed messages follow.
+//
+//	{"status":"subscribed","offset":42,"epoch":"5f0c2a9d31e4","recovered":true,"replayed":3}
+func (c *Conn) writeStatus(rec Recovery) {
+	b := getBuf(128)
+	b = append(b, `{"status":"subscribed","offset":`...)
+	b = strconv.AppendUint(b, rec.Top.Offset, 10)
+	b = append(b, `,"epoch":`...)
+	b = appendJSONString(b, rec.Top.Epoch)
+	b = append(b, `,"recovered":`...)
+	b = strconv.AppendBool(b, rec.Recovered)
+	b = append(b, `,"replayed":`...)
+	b = strconv.AppendInt(b, int64(rec.Replayed), 10)
+	b = append(b, '}')
+	c.Write(b, true)
+	putBuf(b)
+}
+
 // appendJSONString appends s, valid UTF-8, as a JSON string.
 func appendJSONString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"

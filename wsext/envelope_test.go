@@ -12,8 +12,28 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/coder/websocket"
 	"github.com/valyala/fasthttp"
 )
+
+type status struct {
+	Status    string `json:"status"`
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Recovered bool   `json:"recovered"`
+	Replayed  int    `json:"replayed"`
+}
+
+// readStatus reads the first message of an envelope subscription.
+func readStatus(t *testing.T, ctx context.Context, c *websocket.Conn) status {
+	t.Helper()
+	_, b, err := c.Read(ctx)
+	var st status
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Status != "subscribed" {
+		t.Errorf("first message %s, %v: want the status", b, err)
+	}
+	return st
+}
 
 type envelope struct {
 	Offset uint64 `json:"offset"`
@@ -120,6 +140,10 @@ func TestRecoveryNoGapNoDuplicate(t *testing.T) {
 					defer wg.Done()
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()
+					if st := readStatus(t, ctx, c); !st.Recovered || st.Epoch != since.Epoch || st.Offset < since.Offset {
+						t.Errorf("subscriber %d: status %+v", k, st)
+						return
+					}
 					for want := since.Offset + 1; want <= total; want++ {
 						_, b, err := c.Read(ctx)
 						if err != nil {
@@ -165,9 +189,12 @@ func TestRecoveryRefused(t *testing.T) {
 				t.Fatalf("SubscribeWith(%+v) = %+v, %v; want not recovered, nothing replayed, top %+v", tc.since, rec, err, last)
 			}
 			// Live messages still come, in the envelope, binary as base64.
-			last, _ = ts.PublishPosition("c", []byte{0xff, 0x00}, false)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			if st := readStatus(t, ctx, c); st.Recovered || st.Replayed != 0 || st.Offset != last.Offset {
+				t.Fatalf("status %+v, want not recovered at offset %d", st, last.Offset)
+			}
+			last, _ = ts.PublishPosition("c", []byte{0xff, 0x00}, false)
 			_, b, err := c.Read(ctx)
 			var e envelope
 			if err != nil || json.Unmarshal(b, &e) != nil || !e.Binary || e.Data != "/wA=" || e.Offset != last.Offset {

@@ -128,6 +128,10 @@ type SubscribeOptions struct {
 	//	{"offset":43,"epoch":"5f0c2a9d31e4","binary":true,"data":"base64"}
 	//
 	// Without history (Options.HistorySize 0) offset is 0 and epoch "".
+	// The first message of an envelope subscription says where the channel
+	// stands and whether what was missed follows, before any other:
+	//
+	//	{"status":"subscribed","offset":42,"epoch":"5f0c2a9d31e4","recovered":true,"replayed":3}
 	Envelope bool
 	// Since, when not nil, first writes the messages published on the
 	// channel after that position, from its history, then the live ones:
@@ -170,15 +174,24 @@ func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 		// lock, which every publish holds (shared) from its history entry
 		// to its snapshot of subscribers: a message is either replayed
 		// here or delivered live, never both, never neither.
+		var msgs []history.Message
 		if opts.Since != nil {
-			msgs, top, ok := s.hist.Since(channel, history.Position(*opts.Since))
-			rec = Recovery{Recovered: ok, Replayed: len(msgs), Top: Position(top)}
-			for _, m := range msgs {
-				ws.WritePrepared(newPositioned(channel, Position{m.Offset, top.Epoch}, m.Data, m.IsText, opts.Envelope))
-			}
+			var top history.Position
+			msgs, top, rec.Recovered = s.hist.Since(channel, history.Position(*opts.Since))
+			rec.Replayed, rec.Top = len(msgs), Position(top)
 		} else {
 			rec.Top = Position(s.hist.Top(channel))
 		}
+		if opts.Envelope {
+			ws.writeStatus(rec)
+		}
+		for _, m := range msgs {
+			pm := newPositioned(channel, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText, opts.Envelope)
+			ws.WritePrepared(pm)
+			pm.Release()
+		}
+	} else if opts.Envelope {
+		ws.writeStatus(rec)
 	}
 	subs := p.channels[channel]
 	if subs == nil {
