@@ -2,14 +2,16 @@
 GO      ?= go
 PORT    ?= 3000
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILDINFO := github.com/wsd-server/wsd/internal/buildinfo
+LDFLAGS := -s -w -X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Revision=$(REVISION)
 
 PREFIX  ?= /usr/local
 BINDIR  ?= $(PREFIX)/bin
 UNITDIR ?= /etc/systemd/system
 CONFDIR ?= /etc/wsd
 
-.PHONY: all build run test vet conformance fuzz bench e2e chaos install clean
+.PHONY: all build run test vet conformance fuzz bench e2e chaos install clean docs man image image-test
 
 all: build
 
@@ -77,6 +79,31 @@ chaos:
 # The chat demo in headless Chromium (e2e/README.md): needs Node.js 20+, npm and /usr/bin/chromium.
 e2e: build
 	cd e2e && npm ci --no-audit --no-fund && WSD_BIN=../bin/wsd node --test chat.test.js
+
+# The generated documentation: the metrics reference (from a running daemon's
+# registries; admin/internal/genmetrics's test fails when it is stale) and the
+# man pages (from the cobra command tree; cmd/wsd's test fails when stale).
+docs: man
+	$(GO) run ./admin/internal/genmetrics > docs/metrics.md.new && mv docs/metrics.md.new docs/metrics.md
+
+man:
+	rm -rf docs/man
+	$(GO) run ./cmd/wsd man --dir docs/man
+
+# The container image, built by podman or docker with the version and the OCI
+# labels stamped; `make image-test` builds it with a local Go build of wsd in
+# place of the golang stage (no registry needed), runs it as Docker would and
+# checks it (scripts/image-test).
+ENGINE  ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+IMAGE   ?= wsd:$(subst +,-,$(VERSION))
+CREATED ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --build-arg CREATED=$(CREATED)
+image:
+	@test -n "$(ENGINE)" || { echo 'make image: needs podman or docker'; exit 1; }
+	$(ENGINE) build $(if $(findstring podman,$(ENGINE)),--format docker) $(IMAGE_ARGS) -t $(IMAGE) .
+
+image-test:
+	ENGINE="$(ENGINE)" VERSION="$(VERSION)" REVISION="$(REVISION)" CREATED="$(CREATED)" LDFLAGS="$(LDFLAGS)" GO="$(GO)" scripts/image-test
 
 install:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/wsd ./cmd/wsd

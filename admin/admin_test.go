@@ -19,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/wsd-server/wsd/internal/buildinfo"
 )
 
 // socketPair returns the two ends of a unix stream socketpair, what wsd's
@@ -56,8 +58,8 @@ func dialer(e *Endpoint) func(context.Context) (net.Conn, error) {
 }
 
 // fakeWorker serves a registry with one counter at value over socketpairs,
-// as a worker process does.
-func fakeWorker(t testing.TB, pid int, value float64) Target {
+// as the worker process pid of slot does.
+func fakeWorker(t testing.TB, slot, pid int, value float64) Target {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wsd_test_messages_total", Help: "Test messages."}, []string{"direction"})
@@ -65,7 +67,7 @@ func fakeWorker(t testing.TB, pid int, value float64) Target {
 	reg.MustRegister(c)
 	e := NewEndpoint(reg)
 	t.Cleanup(func() { e.Close() })
-	return Target{PID: pid, Dial: dialer(e)}
+	return Target{Slot: slot, PID: pid, Dial: dialer(e)}
 }
 
 // serve runs s on 127.0.0.1 and returns its base URL.
@@ -145,15 +147,19 @@ next:
 func TestServerMetrics(t *testing.T) {
 	gone := func(context.Context) (net.Conn, error) { return nil, errors.New("worker gone") }
 	targets := []Target{
-		fakeWorker(t, 101, 3),
-		fakeWorker(t, 102, 4),
-		{PID: 103, Dial: gone}, // a worker gone
-		{PID: 104},             // a worker that cannot be reached at all
+		fakeWorker(t, 0, 101, 3),
+		fakeWorker(t, 1, 102, 4),
+		{Slot: 2, PID: 103, Dial: gone}, // a worker gone
+		{Slot: 3, PID: 104},             // a worker that cannot be reached at all
+		fakeWorker(t, 1, 105, 5),        // a second worker on slot 1: left out
 	}
 	master := prometheus.NewRegistry()
 	restarts := prometheus.NewCounter(prometheus.CounterOpts{Name: "wsd_worker_restarts_total", Help: "Restarts."})
 	restarts.Add(2)
-	master.MustRegister(restarts)
+	forged := prometheus.NewGauge(prometheus.GaugeOpts{Name: "wsd_test_forged", Help: "A master metric that sets worker itself.",
+		ConstLabels: prometheus.Labels{"worker": "7"}})
+	forged.Set(1)
+	master.MustRegister(restarts, forged)
 	url := serve(t, New(Options{
 		Gatherer: master,
 		Workers:  func() []Target { return targets },
@@ -165,20 +171,31 @@ func TestServerMetrics(t *testing.T) {
 		t.Fatalf("status %d: %s", status, text)
 	}
 	fams := parse(t, text)
+	bi := buildinfo.Get()
 	tests := []struct {
 		name   string
 		labels map[string]string
 		want   float64
 		absent bool
 	}{
-		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "101", "direction": "in"}, want: 3},
-		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "102", "direction": "in"}, want: 4},
-		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "103"}, absent: true},
-		{name: "wsd_worker_up", labels: map[string]string{"worker": "101"}, want: 1},
-		{name: "wsd_worker_up", labels: map[string]string{"worker": "102"}, want: 1},
-		{name: "wsd_worker_up", labels: map[string]string{"worker": "103"}, want: 0},
-		{name: "wsd_worker_up", labels: map[string]string{"worker": "104"}, want: 0},
-		{name: "wsd_worker_restarts_total", want: 2},
+		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "0", "direction": "in"}, want: 3},
+		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "1", "direction": "in"}, want: 4},
+		{name: "wsd_test_messages_total", labels: map[string]string{"worker": "2"}, absent: true},
+		{name: "wsd_worker_up", labels: map[string]string{"worker": "0"}, want: 1},
+		{name: "wsd_worker_up", labels: map[string]string{"worker": "1"}, want: 1},
+		{name: "wsd_worker_up", labels: map[string]string{"worker": "2"}, want: 0},
+		{name: "wsd_worker_up", labels: map[string]string{"worker": "3"}, want: 0},
+		{name: "wsd_worker_info", labels: map[string]string{"worker": "0", "pid": "101"}, want: 1},
+		{name: "wsd_worker_info", labels: map[string]string{"worker": "1", "pid": "102"}, want: 1},
+		{name: "wsd_worker_info", labels: map[string]string{"worker": "3", "pid": "104"}, want: 1},
+		{name: "wsd_worker_info", labels: map[string]string{"pid": "105"}, absent: true},
+		{name: "wsd_worker_restarts_total", labels: map[string]string{"worker": "master"}, want: 2},
+		{name: "wsd_test_forged", labels: map[string]string{"worker": "master"}, want: 1},
+		{name: "wsd_test_forged", labels: map[string]string{"worker": "7"}, absent: true},
+		{name: "wsd_build_info", labels: map[string]string{"worker": "master", "version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion}, want: 1},
+		{name: "wsd_build_info", labels: map[string]string{"worker": "0", "version": bi.Version}, want: 1},
+		{name: "wsd_build_info", labels: map[string]string{"worker": "1", "version": bi.Version}, want: 1},
+		{name: "wsd_build_info", labels: map[string]string{"worker": "2"}, absent: true},
 	}
 	for _, tt := range tests {
 		got, ok := value(fams[tt.name], tt.labels)
@@ -189,15 +206,34 @@ func TestServerMetrics(t *testing.T) {
 			t.Errorf("%s%v = %v (found %v), want %v", tt.name, tt.labels, got, ok, tt.want)
 		}
 	}
-	if n := len(fams["wsd_test_messages_total"].GetMetric()); n != 2 {
-		t.Errorf("%d wsd_test_messages_total samples, want one per reachable worker", n)
+	for name, want := range map[string]int{"wsd_test_messages_total": 2, "wsd_worker_up": 4, "wsd_worker_info": 4, "wsd_build_info": 3} {
+		if n := len(fams[name].GetMetric()); n != want {
+			t.Errorf("%d %s samples, want %d", n, name, want)
+		}
+	}
+	// Every sample says which process it comes from.
+	for name, f := range fams {
+		for _, m := range f.Metric {
+			if _, ok := value(&dto.MetricFamily{Metric: []*dto.Metric{m}}, nil); !ok {
+				continue
+			}
+			n := 0
+			for _, l := range m.Label {
+				if l.GetName() == WorkerLabel {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%s: %d worker labels on %v", name, n, m.Label)
+			}
+		}
 	}
 }
 
 // TestServerOpenMetrics checks that a scraper asking for OpenMetrics (as
 // Prometheus does) gets it.
 func TestServerOpenMetrics(t *testing.T) {
-	targets := []Target{fakeWorker(t, 7, 1)}
+	targets := []Target{fakeWorker(t, 7, 4321, 1)}
 	url := serve(t, New(Options{Workers: func() []Target { return targets }}))
 	req, _ := http.NewRequest("GET", url+"/metrics", nil)
 	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
@@ -343,8 +379,8 @@ func FuzzDecode(f *testing.F) {
 
 func BenchmarkGather(b *testing.B) {
 	var targets []Target
-	for pid := range 4 {
-		targets = append(targets, fakeWorker(b, 1000+pid, 1))
+	for slot := range 4 {
+		targets = append(targets, fakeWorker(b, slot, 1000+slot, 1))
 	}
 	s := New(Options{Workers: func() []Target { return targets }})
 	b.ReportAllocs()

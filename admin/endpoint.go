@@ -22,12 +22,14 @@ type Endpoint struct {
 	done chan struct{}
 }
 
-// NewEndpoint returns an Endpoint that serves g's metrics (on any request
-// path; GET /metrics by convention) until Close.
+// NewEndpoint returns an Endpoint that serves g's metrics and
+// wsd_build_info (on any request path; GET /metrics by convention) until
+// Close.
 func NewEndpoint(g prometheus.Gatherer) *Endpoint {
+	all := prometheus.Gatherers{buildInfo(), g}
 	e := &Endpoint{
 		srv: &http.Server{
-			Handler:           promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
+			Handler:           promhttp.HandlerFor(all, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 			ReadHeaderTimeout: 5 * time.Second,
 			// A scrape's connection is used once; one the master forgot
 			// must not stay open for good.

@@ -14,7 +14,7 @@ import (
 )
 
 // A worker serves its registry on the connections its master hands it; the
-// master's Server gathers it with a worker label. Here both run in one
+// master's Server gathers it with a worker label holding its slot. Here both run in one
 // process, and net.Pipe stands in for the socketpair wsd's master sends
 // the worker for each scrape.
 func Example() {
@@ -32,7 +32,7 @@ func Example() {
 		return mine, ep.ServeConn(theirs)
 	}
 	srv := admin.New(admin.Options{
-		Workers: func() []admin.Target { return []admin.Target{{PID: 4242, Dial: dial}} },
+		Workers: func() []admin.Target { return []admin.Target{{Slot: 0, PID: 4242, Dial: dial}} },
 		Ready:   func() error { return nil },
 		Logger:  slog.New(slog.DiscardHandler),
 	})
@@ -66,5 +66,5 @@ func Example() {
 	}
 	// Output:
 	// /readyz 200 ready
-	// example_opened_total{worker="4242"} 3
+	// example_opened_total{worker="0"} 3
 }

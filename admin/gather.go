@@ -22,16 +22,25 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// WorkerLabel is the label that names the worker (its pid) on every metric
-// gathered from a worker.
+// WorkerLabel is the label that says which process of the daemon a sample
+// comes from: a worker's slot number ("0", "1", ...), which its
+// replacements keep, or MasterWorker for the master's own metrics. A
+// restart or a reload therefore makes no new series.
 const WorkerLabel = "worker"
+
+// MasterWorker is the WorkerLabel value of the master's own metrics.
+const MasterWorker = "master"
 
 // maxExposition bounds what one worker may send; a few KiB is typical.
 const maxExposition = 16 << 20
 
 // Target is a worker whose metrics are gathered.
 type Target struct {
-	// PID is the worker's process id, its WorkerLabel value.
+	// Slot is the worker's slot, its WorkerLabel value. Slots are unique:
+	// a Target whose Slot an earlier one of the same scrape has is left
+	// out.
+	Slot int
+	// PID is the worker's process id, shown by wsd_worker_info.
 	PID int
 	// Dial opens a new connection to the worker's Endpoint. It is called
 	// once per scrape, from the scrape's goroutine, and must return when
@@ -39,37 +48,52 @@ type Target struct {
 	Dial func(ctx context.Context) (net.Conn, error)
 }
 
-var descUp = prometheus.NewDesc("wsd_worker_up",
-	"1 if the worker's metrics were gathered in this scrape, 0 if it could not be reached.",
-	[]string{WorkerLabel}, nil)
+var (
+	descUp = prometheus.NewDesc("wsd_worker_up",
+		"1 if the worker's metrics were gathered in this scrape, 0 if it could not be reached.",
+		[]string{WorkerLabel}, nil)
+	descInfo = prometheus.NewDesc("wsd_worker_info",
+		"1 for the worker serving each slot, with its process id (pid), which changes when the worker is replaced.",
+		[]string{WorkerLabel, "pid"}, nil)
+)
 
 // gatherWorkers fetches every target's metrics at once, each within
-// timeout, and returns a Gatherer per target plus one for wsd_worker_up.
+// timeout, and returns a Gatherer per target plus one for wsd_worker_up
+// and wsd_worker_info.
 func gatherWorkers(targets []Target, timeout time.Duration) prometheus.Gatherers {
+	seen := make(map[int]bool, len(targets))
+	targets = slices.DeleteFunc(slices.Clone(targets), func(t Target) bool {
+		dup := seen[t.Slot]
+		seen[t.Slot] = true
+		return dup
+	})
 	gs := make(prometheus.Gatherers, len(targets)+1)
 	up := make([]prometheus.Metric, len(targets))
+	info := make([]prometheus.Metric, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
+		slot := strconv.Itoa(t.Slot)
+		info[i] = prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, slot, strconv.Itoa(t.PID))
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			fams, err := fetch(ctx, t)
 			if err != nil {
-				err = fmt.Errorf("worker %d: %w", t.PID, err)
+				err = fmt.Errorf("worker %d (slot %d): %w", t.PID, t.Slot, err)
 			}
 			gs[i] = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return fams, err })
 			v := 1.0
 			if err != nil {
 				v = 0
 			}
-			up[i] = prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, v, strconv.Itoa(t.PID))
+			up[i] = prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, v, slot)
 		})
 	}
 	wg.Wait()
 	gs[len(targets)] = prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		reg := prometheus.NewPedanticRegistry()
-		if len(up) > 0 {
-			reg.MustRegister(constCollector{descUp, up})
+		if len(targets) > 0 {
+			reg.MustRegister(constCollector{descUp, up}, constCollector{descInfo, info})
 		}
 		return reg.Gather()
 	})
@@ -77,7 +101,7 @@ func gatherWorkers(targets []Target, timeout time.Duration) prometheus.Gatherers
 }
 
 // fetch asks t's endpoint for its metrics in the delimited protobuf format
-// and labels them with the worker's pid.
+// and labels them with the worker's slot.
 func fetch(ctx context.Context, t Target) ([]*dto.MetricFamily, error) {
 	if t.Dial == nil {
 		return nil, errors.New("no way to reach its metrics")
@@ -101,7 +125,7 @@ func fetch(ctx context.Context, t Target) ([]*dto.MetricFamily, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("metrics endpoint answered %s", resp.Status)
 	}
-	return decode(io.LimitReader(resp.Body, maxExposition), expfmt.ResponseFormat(resp.Header), strconv.Itoa(t.PID))
+	return decode(io.LimitReader(resp.Body, maxExposition), expfmt.ResponseFormat(resp.Header), strconv.Itoa(t.Slot))
 }
 
 // decode reads an exposition in format and sets WorkerLabel to worker on
@@ -165,6 +189,20 @@ func setLabel(labels []*dto.LabelPair, name, value string) []*dto.LabelPair {
 	labels = append(labels, &dto.LabelPair{Name: proto.String(name), Value: proto.String(value)})
 	slices.SortFunc(labels, func(a, b *dto.LabelPair) int { return strings.Compare(a.GetName(), b.GetName()) })
 	return labels
+}
+
+// labelled is g with WorkerLabel set to worker on every metric, replacing
+// a label of that name g may have set.
+func labelled(g prometheus.Gatherer, worker string) prometheus.Gatherer {
+	return prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		fams, err := g.Gather()
+		for _, mf := range fams {
+			for _, m := range mf.Metric {
+				m.Label = setLabel(m.Label, WorkerLabel, worker)
+			}
+		}
+		return fams, err
+	})
 }
 
 // constCollector collects metrics made beforehand.

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,8 @@ import (
 
 // Options configure a Server. Every field is optional.
 type Options struct {
-	// Gatherer holds the master's own metrics.
+	// Gatherer holds the master's own metrics. They are served with
+	// wsd_build_info and the WorkerLabel MasterWorker.
 	Gatherer prometheus.Gatherer
 	// Workers lists the workers to gather at each scrape. It is called from
 	// the scrape's goroutine and must be safe for that.
@@ -28,13 +30,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Timeout bounds the gathering of one worker's metrics; zero means 5s.
 	Timeout time.Duration
+	// Status, when set, is served as JSON by GET /status: the daemon's
+	// state for tools such as `wsd reload`. It is called from the request's
+	// goroutine and must be safe for that.
+	Status func() any
 }
 
 // Server is the admin HTTP server: metrics and health checks. It is also a
 // prometheus.Gatherer of the whole daemon.
 type Server struct {
-	opts Options
-	http *http.Server
+	opts   Options
+	master prometheus.Gatherer // the master's metrics, labelled
+	http   *http.Server
 }
 
 // New returns a Server; Serve starts it.
@@ -45,7 +52,11 @@ func New(opts Options) *Server {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	s := &Server{opts: opts}
+	own := prometheus.Gatherers{buildInfo()}
+	if opts.Gatherer != nil {
+		own = append(own, opts.Gatherer)
+	}
+	s := &Server{opts: opts, master: labelled(own, MasterWorker)}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
@@ -57,6 +68,13 @@ func New(opts Options) *Server {
 		reply(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if opts.Status != nil {
+		mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			json.NewEncoder(w).Encode(opts.Status())
+		})
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, http.StatusOK, "wsd admin: /metrics /healthz /readyz")
 	})
@@ -87,19 +105,17 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Gather gathers the master's metrics and every worker's, each worker's
-// labelled with its pid. It implements prometheus.Gatherer. The error lists
-// what could not be gathered; the families returned are the rest.
+// Gather gathers the master's metrics, labelled worker="master", and every
+// worker's, each labelled with its slot. It implements prometheus.Gatherer.
+// The error lists what could not be gathered; the families returned are
+// the rest.
 func (s *Server) Gather() ([]*dto.MetricFamily, error) {
 	var targets []Target
 	if s.opts.Workers != nil {
 		targets = s.opts.Workers()
 	}
 	gs := gatherWorkers(targets, s.opts.Timeout)
-	if s.opts.Gatherer != nil {
-		gs = append(prometheus.Gatherers{s.opts.Gatherer}, gs...)
-	}
-	return gs.Gather()
+	return append(prometheus.Gatherers{s.master}, gs...).Gather()
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {

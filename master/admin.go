@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wsd-server/wsd/admin"
-	"github.com/wsd-server/wsd/config"
 )
 
 // adminState is the master's side of the admin address: its own metrics,
@@ -33,6 +33,7 @@ type adminState struct {
 type adminView struct {
 	targets  []admin.Target
 	notReady error
+	status   *Status // GET /status
 }
 
 var errStarting = errors.New("starting")
@@ -67,7 +68,7 @@ func (m *master) startAdmin() error {
 	a.reloads.WithLabelValues("upgrade")
 	a.reg.MustRegister(a.restarts, a.hangs, a.reloads, a.workers, a.slots,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.view.Store(&adminView{notReady: errStarting})
+	a.view.Store(&adminView{notReady: errStarting, status: &Status{PID: os.Getpid(), Workers: []WorkerStatus{}, Draining: []WorkerStatus{}}})
 	if m.cfg.AdminAddress == "" {
 		return nil
 	}
@@ -86,6 +87,7 @@ func (m *master) listenAdmin(addr string) error {
 		Gatherer: a.reg,
 		Workers:  func() []admin.Target { return a.view.Load().targets },
 		Ready:    func() error { return a.view.Load().notReady },
+		Status:   func() any { return a.view.Load().status },
 		Logger:   m.log,
 	})
 	go func() {
@@ -95,7 +97,7 @@ func (m *master) listenAdmin(addr string) error {
 	}()
 	m.stopAdmin()
 	a.srv, a.addr = srv, addr
-	m.log.Info("admin address", "addr", ln.Addr().String(), "endpoints", "/metrics /healthz /readyz")
+	m.log.Info("admin address", "addr", ln.Addr().String(), "endpoints", "/metrics /healthz /readyz /status")
 	return nil
 }
 
@@ -123,7 +125,7 @@ func (m *master) publishAdmin() {
 			m.log.Error("reload: keeping the admin address", "addr", a.addr, "err", err)
 		}
 	}
-	v := &adminView{}
+	v := &adminView{status: m.status()}
 	var serving, starting, draining int
 	for p := range m.procs {
 		switch {
@@ -134,8 +136,10 @@ func (m *master) publishAdmin() {
 		default:
 			starting++
 		}
-		if p.ready && p.broker != nil {
-			v.targets = append(v.targets, admin.Target{PID: p.pid, Dial: metricsDialer(p.broker)})
+		// One target per slot, its serving worker: the worker label is
+		// the slot, so a draining predecessor would repeat it.
+		if p.ready && p.broker != nil && !p.stopping && p.slot != nil && p.slot.cur == p {
+			v.targets = append(v.targets, admin.Target{Slot: p.slot.index, PID: p.pid, Dial: metricsDialer(p.broker)})
 		}
 	}
 	switch {
@@ -157,24 +161,4 @@ func (m *master) publishAdmin() {
 	a.workers.WithLabelValues("starting").Set(float64(starting))
 	a.workers.WithLabelValues("draining").Set(float64(draining))
 	a.slots.Set(float64(len(m.slots)))
-}
-
-// workerMetrics is a worker's side: with an admin address configured, it
-// serves the worker's metrics on the connections the master sends over
-// the broker socket brk, and returns the registry for
-// worker.Options.Metrics and the function that stops serving. Without an
-// admin address, or without a broker (an older master), the registry is
-// nil.
-func workerMetrics(cfg config.Config, brk *workerBroker) (prometheus.Registerer, func()) {
-	if cfg.AdminAddress == "" || brk == nil {
-		return nil, func() {}
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	ep := admin.NewEndpoint(reg)
-	brk.metrics.Store(ep)
-	return reg, func() {
-		brk.metrics.Store(nil)
-		ep.Close()
-	}
 }

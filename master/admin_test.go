@@ -68,19 +68,50 @@ func hasLabels(m *dto.Metric, labels ...string) bool {
 	return true
 }
 
-// labelled returns the worker label values seen on name.
+// labelled returns the pids of the workers seen on name. Its worker label
+// is the slot; wsd_worker_info of the same scrape maps slots to pids.
 func labelled(fams map[string]*dto.MetricFamily, name string) []int {
+	pidOf := workerPIDs(fams)
 	var pids []int
 	for _, m := range fams[name].GetMetric() {
 		for _, l := range m.Label {
-			if l.GetName() == "worker" {
-				pid, _ := strconv.Atoi(l.GetValue())
-				pids = append(pids, pid)
+			if l.GetName() == "worker" && l.GetValue() != "master" {
+				pids = append(pids, pidOf[l.GetValue()])
 			}
 		}
 	}
 	slices.Sort(pids)
 	return slices.Compact(pids)
+}
+
+// workerPIDs maps the worker label (the slot) to the pid, from
+// wsd_worker_info.
+func workerPIDs(fams map[string]*dto.MetricFamily) map[string]int {
+	pidOf := make(map[string]int)
+	for _, m := range fams["wsd_worker_info"].GetMetric() {
+		var slot string
+		var pid int
+		for _, l := range m.Label {
+			switch l.GetName() {
+			case "worker":
+				slot = l.GetValue()
+			case "pid":
+				pid, _ = strconv.Atoi(l.GetValue())
+			}
+		}
+		pidOf[slot] = pid
+	}
+	return pidOf
+}
+
+// slotOf returns the worker label of the worker pid, from wsd_worker_info.
+func slotOf(fams map[string]*dto.MetricFamily, pid int) string {
+	for slot, p := range workerPIDs(fams) {
+		if p == pid {
+			return slot
+		}
+	}
+	return "none"
 }
 
 func sorted(pids []int) []int {
@@ -167,7 +198,7 @@ func TestAdmin(t *testing.T) {
 		}
 	}
 	for pid, cs := range byWorker {
-		if got := sum(after, "wsd_websocket_connections", "worker", strconv.Itoa(pid)); got != float64(len(cs)) {
+		if got := sum(after, "wsd_websocket_connections", "worker", slotOf(after, pid)); got != float64(len(cs)) {
 			t.Errorf("worker %d: wsd_websocket_connections %v, want %d", pid, got, len(cs))
 		}
 	}

@@ -39,23 +39,31 @@ func TestSystemdUnit(t *testing.T) {
 	unit := readRepoFile(t, "systemd/wsd.service")
 	kv := unitSettings(unit)
 	want := map[string]string{
-		"Type":            "notify",
-		"WatchdogSec":     "30s",
-		"ExecStart":       "/usr/local/bin/wsd serve",
-		"ExecReload":      "/bin/kill -HUP $MAINPID",
-		"KillMode":        "mixed",
-		"KillSignal":      "SIGTERM",
-		"LimitNOFILE":     "1048576",
-		"DynamicUser":     "yes",
-		"NoNewPrivileges": "yes",
-		"ProtectSystem":   "strict",
-		"ProtectHome":     "yes",
-		"PrivateTmp":      "yes",
+		"Type":                     "notify",
+		"WatchdogSec":              "30s",
+		"ExecStart":                "/usr/local/bin/wsd serve",
+		"ExecReload":               "/usr/local/bin/wsd reload --pid-file /run/wsd/wsd.pid",
+		"Environment":              "WSD_PID_FILE=/run/wsd/wsd.pid",
+		"RuntimeDirectory":         "wsd",
+		"RestartPreventExitStatus": "2",
+		"KillMode":                 "mixed",
+		"KillSignal":               "SIGTERM",
+		"LimitNOFILE":              "1048576",
+		"DynamicUser":              "yes",
+		"NoNewPrivileges":          "yes",
+		"ProtectSystem":            "strict",
+		"ProtectHome":              "yes",
+		"PrivateTmp":               "yes",
 	}
 	for k, v := range want {
 		if kv[k] != v {
 			t.Errorf("%s=%q, want %q", k, kv[k], v)
 		}
+	}
+	// A man: page would fail systemd-analyze verify where it is not
+	// installed.
+	if !strings.HasPrefix(kv["Documentation"], "https://") {
+		t.Errorf("Documentation=%q, want the README's URL", kv["Documentation"])
 	}
 	// systemd's SIGKILL must not cut a graceful stop short: the master
 	// allows shutdown-timeout plus killGrace.

@@ -6,21 +6,29 @@
 //
 // # Processes and sockets
 //
-// Run validates the configuration and binds before it starts anything: a
-// port in use or an address that cannot be bound makes it return an error
-// naming them, and no worker is started.
+// Run takes a configuration its caller has validated (once: `wsd serve`
+// loads and validates it, and Options.Load does the same on each reload),
+// and binds before it starts anything: a port in use or an address that
+// cannot be bound makes it return an error naming them, and no worker is
+// started.
 //
 // Each worker slot (one per process; --processes 0 means one per CPU) has a
 // listening socket of its own, opened by the master with SO_REUSEPORT so that
 // all of them share the port and the kernel spreads new connections over
 // them. A worker is the same binary, re-executed with the hidden subcommand
-// WorkerCommand. It inherits four descriptors:
+// WorkerCommand, whose body is package worker's RunProcess: the worker
+// process (its pub/sub engine, its metrics registry, its side of the
+// broker) is assembled there, and the master links neither the WebSocket
+// server nor the pub/sub engines. What both sides must agree on is in
+// package internal/workerproto. A worker inherits four descriptors:
 //
 //	fd 3  its slot's listening socket
 //	fd 4  the read end of a control pipe: the configuration as one JSON
-//	      object, then nothing; end of file means the master is gone
+//	      object, then control messages (a drain request, see Reload);
+//	      end of file means the master is gone
 //	fd 5  the write end of a status pipe, on which it writes "ready\n" once
-//	      it accepts connections, then a heartbeat byte every second
+//	      it accepts connections, then a heartbeat byte every second; or,
+//	      if it cannot start, "failed <reason>\n" before it exits
 //	fd 6  its end of a broker socket, a SOCK_SEQPACKET socketpair through
 //	      which master and worker hand each other new connections
 //
@@ -120,17 +128,42 @@
 //
 // # Reload
 //
-// On SIGHUP the master loads and validates the configuration, then for each
-// slot in turn starts a new worker on the slot's socket, waits until it
-// reports ready, and only then sends the old worker SIGTERM. For a moment
-// both accept from the same socket, so nothing is refused; the old worker's
-// WebSockets get a 1001 close when it stops, which clients take as a cue to
-// reconnect. A change of processes adds or removes slots (connections queued
+// On SIGHUP the master loads the configuration (Options.Load, which
+// validates it), then for each slot in turn starts a new worker on the
+// slot's socket, waits until it reports ready, and only then asks the old
+// worker to drain, with a message on its control pipe: the old worker
+// stops accepting at once and closes its WebSockets with 1012 (Service
+// Restart) spread evenly over the new configuration's --drain-period, so
+// that clients, which reconnect when closed, reach the new worker a few at
+// a time rather than all at once (nats-server's lame duck mode). The
+// master allows it the drain period plus --shutdown-timeout, then kills
+// it. A worker binary too old to know the message ignores it and gets
+// SIGTERM when the period is over. A graceful stop (SIGTERM) closes every
+// WebSocket with 1001 at once, as the daemon is going away.
+//
+// For a moment both workers accept from the same socket, so nothing is
+// refused. A change of processes adds or removes slots (connections queued
 // on a removed slot's socket at the instant it closes are reset). A change of
 // address or port is refused: it needs a restart. If a new worker fails
 // before it is ready, the reload stops there; slots already replaced keep
 // their new worker, the others their old one. A SIGHUP during a reload is
 // queued.
+//
+// Each reload or upgrade has an id and, once its configuration has loaded,
+// a new configuration generation; every worker runs one generation. With
+// --admin-address, GET /status (type Status) shows the master's pid and
+// generation, the last reload's outcome (ok, invalid_config or failed, with
+// the reason: the validation error, or the line a failed worker wrote on
+// its status pipe) and each worker's generation; `wsd reload` reads it
+// before and after its SIGHUP to report the outcome. The admin address
+// offers nothing that acts on the daemon: it may be reachable beyond
+// localhost, and a reload takes a signal, which the kernel authorizes.
+//
+// With --pid-file the master writes its pid to that file once its sockets
+// are bound (to a temporary file renamed over it, so that a reader never
+// sees half of it), moves it when a reload changes the setting, keeps it
+// across a binary upgrade, and removes it when Run returns, if it still
+// holds its pid.
 //
 // # Binary upgrade
 //
@@ -147,7 +180,8 @@
 // in flight close at the exec; the workers reconnect through their broker
 // sockets. Workers that an older master image started without a broker
 // socket are adopted and then replaced at once, slot by slot, as in a
-// reload.
+// reload. The generations, the reload count and the upgrade's record go
+// across the exec in WSD_UPGRADE_CHANNELS, so that GET /status goes on.
 //
 // The sockets, pids and control pipes travel in WSD_UPGRADE_STATE, the
 // status pipes and broker sockets in WSD_UPGRADE_CHANNELS. Binaries from

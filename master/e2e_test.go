@@ -303,7 +303,8 @@ func checkShutdownOrder(t *testing.T, s *server, n int) {
 
 // TestReload sends SIGHUP while a client opens new connections in a loop:
 // not one handshake fails, every worker is replaced, and the connections of
-// the old workers get 1001 when their worker stops.
+// the old workers get 1012 (Service Restart), spread over the drain period,
+// when their worker stops.
 func TestReload(t *testing.T) {
 	s := startServer(t, serverOpts{processes: 2})
 	old := s.workers()
@@ -329,8 +330,8 @@ func TestReload(t *testing.T) {
 	if len(failures) > 0 {
 		t.Errorf("%d of %d handshakes during the reload failed: %v", len(failures), ok+len(failures), failures)
 	}
-	if got := collectCloses(t, closes, len(oldConns), 15*time.Second); got[websocket.StatusGoingAway] != len(oldConns) {
-		t.Errorf("old connections closed with %v, want all %d with 1001", got, len(oldConns))
+	if got := collectCloses(t, closes, len(oldConns), 15*time.Second); got[websocket.StatusServiceRestart] != len(oldConns) {
+		t.Errorf("old connections closed with %v, want all %d with 1012", got, len(oldConns))
 	}
 	for _, pid := range old {
 		eventually(t, 10*time.Second, fmt.Sprintf("old worker %d to exit", pid), func() bool { return gone(pid) })
@@ -571,8 +572,8 @@ func TestBinaryUpgrade(t *testing.T) {
 	if gone(s.pid()) {
 		t.Fatalf("the master's pid %d is gone", s.pid())
 	}
-	if got := collectCloses(t, closes, len(oldConns), 15*time.Second); got[websocket.StatusGoingAway] != len(oldConns) {
-		t.Errorf("old connections closed with %v, want all %d with 1001", got, len(oldConns))
+	if got := collectCloses(t, closes, len(oldConns), 15*time.Second); got[websocket.StatusServiceRestart] != len(oldConns) {
+		t.Errorf("old connections closed with %v, want all %d with 1012", got, len(oldConns))
 	}
 	for _, pid := range old {
 		eventually(t, 10*time.Second, fmt.Sprintf("old worker %d to exit", pid), func() bool { return gone(pid) })

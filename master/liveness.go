@@ -5,35 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsd-server/wsd/internal/workerproto"
 )
 
 // Liveness: after its "ready" line, a worker writes one heartbeat byte on
-// its status pipe every heartbeatInterval, from a goroutine of its own, so
+// its status pipe every workerproto.HeartbeatInterval, from a goroutine of its own, so
 // that a heartbeat proves its Go runtime still schedules goroutines. The
 // master reads the pipe with a deadline of the worker's WorkerTimeout; when
 // the deadline passes with nothing read, the worker is hung (SIGSTOPped,
 // wedged, swapped to death) and the master kills it and starts another on
 // its slot's socket.
 
-// heartbeatByte is what a worker writes for each heartbeat.
-const heartbeatByte = '.'
-
-// heartbeatInterval is how often a worker with the given timeout beats:
-// five beats per timeout, and at least one a second, so that a late beat or
-// two on a loaded machine does not make a live worker look hung.
-func heartbeatInterval(timeout time.Duration) time.Duration {
-	if timeout <= 0 {
-		return 0
-	}
-	return min(time.Second, timeout/5)
-}
-
 // watchStatus reads p's status pipe: the worker's "ready" line (unless
-// ready is already true, for a worker adopted across an upgrade), then its
-// heartbeats. It reports evReady, and evHang when timeout passes without a
+// ready is already true, for a worker adopted across an upgrade) or the
+// line saying why it could not start, then its heartbeats. It reports
+// evReady or evFailed, and evHang when timeout passes without a
 // heartbeat. It returns after evHang, at end of file (the worker exited, or
 // it is an older binary that sends no heartbeats and closed the pipe), or
 // when release closes the pipe. A zero timeout watches no heartbeats.
@@ -42,7 +33,13 @@ func (m *master) watchStatus(p *proc, status *os.File, timeout time.Duration, re
 		// Bytes read past the line are heartbeats, which the deadline
 		// set below supersedes.
 		line, _ := bufio.NewReader(status).ReadString('\n')
-		if line != "ready\n" {
+		if reason, failed := strings.CutPrefix(line, workerproto.FailedPrefix); failed {
+			m.send(event{kind: evFailed, p: p, err: errors.New(strings.TrimSuffix(reason, "\n"))})
+		}
+		if p.statusDone != nil {
+			close(p.statusDone)
+		}
+		if line != workerproto.ReadyLine {
 			return
 		}
 		m.send(event{kind: evReady, p: p})
@@ -109,24 +106,5 @@ func (m *master) hung(p *proc) {
 	if s := p.slot; s != nil && s.cur == p {
 		s.cur = nil
 		m.slotFailed(s, fmt.Sprintf("worker %d %s", p.pid, p.failure))
-	}
-}
-
-// sendHeartbeats is the worker's side: it writes a heartbeat on status
-// every interval until stop is closed or the write fails, which it does
-// when a master too old to read heartbeats has closed its end.
-func sendHeartbeats(status *os.File, interval time.Duration, stop <-chan struct{}) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	beat := []byte{heartbeatByte}
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		if _, err := status.Write(beat); err != nil {
-			return
-		}
 	}
 }

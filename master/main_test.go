@@ -123,7 +123,10 @@ func launch(t *testing.T, o serverOpts) *server {
 	s := &server{t: t, bin: o.bin, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port)), exited: make(chan struct{})}
 	_, port, _ := net.SplitHostPort(s.addr)
 	args := []string{o.bin, "serve", "--address", "127.0.0.1", "--port", port,
-		"--log-format", "json", "--log-level", "debug", "--shutdown-timeout", "5s"}
+		"--log-format", "json", "--log-level", "debug", "--shutdown-timeout", "5s",
+		// Reloads drain their old workers quickly unless a test says
+		// otherwise (a later flag wins).
+		"--drain-period", "500ms"}
 	if o.processes > 0 {
 		args = append(args, "--processes", strconv.Itoa(o.processes))
 	}

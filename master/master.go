@@ -7,22 +7,24 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/wsd-server/wsd/config"
 	"github.com/wsd-server/wsd/internal/ratelog"
+	"github.com/wsd-server/wsd/internal/workerproto"
 	"github.com/wsd-server/wsd/pubsub/cluster"
 )
 
 // Options configure Run. Only Config is required.
 type Options struct {
-	// Config is the configuration to start with, already loaded and validated.
+	// Config is the configuration to start with, already loaded and
+	// validated: Run does not validate it again.
 	Config config.Config
-	// Load re-reads the configuration for SIGHUP and SIGUSR2. Nil keeps
-	// Config.
+	// Load re-reads the configuration for SIGHUP and SIGUSR2, and returns
+	// it validated (config.Config.Validate) or an error, which makes the
+	// reload fail as an invalid configuration. Nil keeps Config.
 	Load func() (config.Config, error)
 	// Logger receives the master's log lines; nil builds one from Config's
 	// log_format and log_level, writing to stderr.
@@ -90,9 +92,6 @@ const killGrace = time.Second
 // not install handlers for them.
 func Run(ctx context.Context, opts Options) error {
 	opts.setDefaults()
-	if err := validate(opts.Config); err != nil {
-		return err
-	}
 	log := opts.Logger.With("master", os.Getpid())
 	m := &master{
 		opts:   opts,
@@ -141,23 +140,38 @@ func Run(ctx context.Context, opts Options) error {
 	} else if err := m.start(ctx); err != nil {
 		return err
 	}
+	if err := m.usePidFile(m.cfg.PidFile); err != nil {
+		m.fail = err
+		m.stop("cannot write the pid file")
+	}
+	defer func() { m.usePidFile("") }()
 	return m.run(ctx, sigs)
 }
 
-// validate checks a configuration before the master acts on it.
-func validate(cfg config.Config) error {
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("master: invalid configuration: %w", err)
-	}
-	return nil
-}
-
-// processes resolves the configured worker count: 0 means one per CPU.
+// processes resolves the configured worker count: 0 means one per CPU
+// available to the master.
 func processes(cfg config.Config) int {
 	if cfg.Processes <= 0 {
-		return runtime.NumCPU()
+		return config.AvailableCPUs()
 	}
 	return cfg.Processes
+}
+
+// usePidFile makes path the pid file: it writes the master's pid there and
+// removes the previous pid file, if it was another. An empty path only
+// removes the previous one, as Run does when it returns. A binary upgrade
+// keeps the file, as it keeps the pid.
+func (m *master) usePidFile(path string) error {
+	if path != "" {
+		if err := writePidFile(path); err != nil {
+			return err
+		}
+	}
+	if m.pidFile != "" && m.pidFile != path {
+		removePidFile(m.pidFile)
+	}
+	m.pidFile = path
+	return nil
 }
 
 // selfExecutable is the binary workers are started from: the master's own
@@ -204,7 +218,9 @@ type master struct {
 	stopSigs int // stop signals received
 	fail     error
 
-	admin adminState // metrics and health, see admin.go
+	admin   adminState  // metrics and health, see admin.go
+	reloads reloadState // generations and the last reload, see status.go
+	pidFile string      // the pid file written, if any
 }
 
 // slot is one listening socket and the worker serving it.
@@ -213,6 +229,7 @@ type slot struct {
 	socket  *os.File
 	cur     *proc         // the worker serving the socket, or nil
 	cfg     config.Config // what cur runs, and what a restart gets
+	gen     uint64        // cfg's generation
 	exe     string
 	crashes crashLog
 	// lastFailure says why the slot's last worker failed, for /readyz
@@ -231,6 +248,7 @@ const (
 	evStartTimeout                  // a worker has not become ready in time
 	evKillTimeout                   // a stopping worker has not exited in time
 	evHang                          // a ready worker's heartbeats stopped
+	evFailed                        // a worker said why it cannot start (err)
 )
 
 type event struct {
@@ -262,11 +280,12 @@ func (m *master) start(ctx context.Context) error {
 	}
 	m.ep = ep
 	m.log.Info("listening", "addr", ep.addr, "processes", n)
+	m.reloads.gen, m.reloads.issued = 1, 1
 	for i, f := range files {
-		m.slots = append(m.slots, &slot{index: i, socket: f, cfg: m.cfg, exe: m.self})
+		m.slots = append(m.slots, &slot{index: i, socket: f, cfg: m.cfg, gen: m.reloads.gen, exe: m.self})
 	}
 	for _, s := range m.slots {
-		p, err := m.spawn(s, s.cfg, s.exe)
+		p, err := m.spawn(s, s.cfg, s.gen, s.exe)
 		if err != nil {
 			// Stop the workers already started, then report.
 			m.fail = err
@@ -371,6 +390,10 @@ func (m *master) handle(ev event) {
 	case evHang:
 		if _, alive := m.procs[p]; alive && p.ready && !p.stopping && !m.stopping {
 			m.hung(p)
+		}
+	case evFailed:
+		if p.failure == "" {
+			p.failure = ev.err.Error()
 		}
 	}
 }
@@ -480,7 +503,7 @@ func (m *master) restart(s *slot) {
 	if m.roll != nil && m.roll.next != nil && m.roll.next.slot == s {
 		return // the reload's new worker is taking the slot over
 	}
-	p, err := m.spawn(s, s.cfg, s.exe)
+	p, err := m.spawn(s, s.cfg, s.gen, s.exe)
 	if err != nil {
 		m.log.Error("cannot start worker", "slot", s.index, "err", err)
 		m.slotFailed(s, err.Error())
@@ -525,18 +548,51 @@ func (m *master) kill(sig unix.Signal) {
 	}
 }
 
-// stopProc asks one worker to drain and stop, and arms the kill that follows
-// if it overstays its shutdown timeout.
+// stopProc asks one worker to stop gracefully (SIGTERM: its WebSockets get
+// a close 1001 at once), and arms the kill that follows if it overstays its
+// shutdown timeout.
 func (m *master) stopProc(p *proc) {
 	if p.stopping {
 		return
 	}
 	p.stopping = true
 	p.stopTimers()
-	if err := p.process.Signal(unix.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		m.log.Error("signalling worker", "worker", p.pid, "err", err)
-	}
+	m.signalProc(p, unix.SIGTERM)
 	p.after(p.cfg.ShutdownTimeout+killGrace, func() { m.send(event{kind: evKillTimeout, p: p}) })
+}
+
+// drainProc stops a worker that a reload or an upgrade replaced: a drain
+// message on its control pipe makes it stop accepting and close its
+// WebSockets with 1012, spread over period (see package worker). A worker
+// too old to know the message ignores it, so SIGTERM follows once period
+// is over; one that drains ignores that. The kill follows if it overstays
+// period and its shutdown timeout.
+func (m *master) drainProc(p *proc, period time.Duration) {
+	if p.stopping {
+		return
+	}
+	if p.lifeline == nil {
+		m.stopProc(p)
+		return
+	}
+	p.lifeline.SetWriteDeadline(time.Now().Add(time.Second))
+	if err := workerproto.WriteControl(p.lifeline, workerproto.Control{Drain: true, DrainPeriod: period}); err != nil {
+		m.log.Warn("asking a worker to drain; stopping it instead", "worker", p.pid, "err", err)
+		m.stopProc(p)
+		return
+	}
+	p.stopping = true
+	p.stopTimers()
+	m.log.Info("draining worker", "worker", p.pid, "slot", p.slotIndex(), "period", period)
+	p.after(period+killGrace, func() { m.signalProc(p, unix.SIGTERM) })
+	p.after(period+p.cfg.ShutdownTimeout+killGrace, func() { m.send(event{kind: evKillTimeout, p: p}) })
+}
+
+// signalProc sends sig to p, which may have exited already.
+func (m *master) signalProc(p *proc, sig unix.Signal) {
+	if err := p.process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		m.log.Error("signalling worker", "worker", p.pid, "signal", unix.SignalName(sig), "err", err)
+	}
 }
 
 func (m *master) closeSockets() {

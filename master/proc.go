@@ -12,7 +12,12 @@ import (
 	"time"
 
 	"github.com/wsd-server/wsd/config"
+	"github.com/wsd-server/wsd/internal/workerproto"
 )
+
+// WorkerCommand is the hidden subcommand of the wsd binary that the master
+// re-executes for each worker (package worker's RunProcess).
+const WorkerCommand = workerproto.Command
 
 // proc is one worker process.
 type proc struct {
@@ -20,6 +25,7 @@ type proc struct {
 	process  *os.Process
 	slot     *slot // nil for a draining worker adopted across an upgrade
 	cfg      config.Config
+	gen      uint64 // the generation of cfg, see Status
 	exe      string
 	lifeline *os.File      // write end of the control pipe; its close tells the worker the master is gone
 	status   *os.File      // read end of the status pipe: "ready", then heartbeats; nil if not watched
@@ -27,8 +33,12 @@ type proc struct {
 	started  time.Time
 	ready    bool
 	stopping bool   // asked to stop, or killed as hung: its slot has moved on
-	failure  string // why the master killed it, if it did
-	timers   []*time.Timer
+	failure  string // why the master killed it, or why it could not start
+	// statusDone is closed once the status pipe's first line has been
+	// dealt with, so that a worker's reason for failing (sent before it
+	// exits) reaches the run loop before its exit; nil when not read.
+	statusDone chan struct{}
+	timers     []*time.Timer
 }
 
 func (p *proc) slotIndex() int {
@@ -93,7 +103,7 @@ next:
 // carries its configuration and then stays open as its lifeline, the write
 // end of a status pipe on which it reports that it serves and then beats,
 // and its end of a broker socket.
-func (m *master) spawn(s *slot, cfg config.Config, exe string) (*proc, error) {
+func (m *master) spawn(s *slot, cfg config.Config, gen uint64, exe string) (*proc, error) {
 	var mine, theirs []io.Closer // closed on failure; theirs also after the start
 	fail := func(err error) (*proc, error) {
 		closeClosers(mine)
@@ -136,11 +146,14 @@ func (m *master) spawn(s *slot, cfg config.Config, exe string) (*proc, error) {
 		process:  cmd.Process,
 		slot:     s,
 		cfg:      cfg,
+		gen:      gen,
 		exe:      exe,
 		lifeline: controlW,
 		status:   statusR,
 		broker:   broker,
 		started:  time.Now(),
+
+		statusDone: make(chan struct{}),
 	}
 	m.procs[p] = struct{}{}
 	m.log.Info("worker started", "worker", p.pid, "slot", s.index)
@@ -148,7 +161,8 @@ func (m *master) spawn(s *slot, cfg config.Config, exe string) (*proc, error) {
 	// The spec is a few KiB, far below a pipe's buffer, so this write does
 	// not wait for the worker; the deadline only guards against surprises.
 	controlW.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	spec := workerSpec{Slot: s.index, Config: cfg, Heartbeat: heartbeatInterval(cfg.WorkerTimeout), Broker: true}
+	spec := workerproto.Spec{Slot: s.index, Config: cfg, Heartbeat: workerproto.HeartbeatInterval(cfg.WorkerTimeout),
+		Broker: true, Processes: processes(cfg)}
 	if err := json.NewEncoder(controlW).Encode(spec); err != nil {
 		m.log.Error("sending the configuration to a worker", "worker", p.pid, "err", err)
 	}
@@ -166,8 +180,16 @@ func closeClosers(cs []io.Closer) {
 	}
 }
 
-// wait reaps the worker.
+// wait reaps the worker. The exit is reported after the status pipe's
+// first line, which may say why the worker failed: its write end closed
+// with the worker, so that line is at hand.
 func (m *master) wait(p *proc) {
 	state, err := p.process.Wait()
+	if p.statusDone != nil {
+		select {
+		case <-p.statusDone:
+		case <-time.After(time.Second):
+		}
+	}
 	m.send(event{kind: evExit, p: p, state: state, err: err})
 }

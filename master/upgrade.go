@@ -8,10 +8,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsd-server/wsd/internal/workerproto"
 )
 
 // envUpgrade carries the inheritState from a master to the binary it
@@ -41,6 +44,18 @@ type inheritState struct {
 	Addr     string        `json:"addr"`
 	Slots    []inheritSlot `json:"slots"`
 	Draining []int         `json:"draining,omitempty"` // pids of workers still draining
+	// Reloads travels in envUpgradeChannels; nil from an older image.
+	Reloads *inheritReloads `json:"-"`
+}
+
+// inheritReloads carries the generations and the upgrade under way (see
+// Status) across the exec, so that they go on like the pid.
+type inheritReloads struct {
+	Generation uint64            `json:"generation"`
+	Issued     uint64            `json:"issued"`
+	Count      uint64            `json:"count"`
+	Last       *ReloadStatus     `json:"last,omitempty"`
+	Workers    map[string]uint64 `json:"workers,omitempty"` // generation by pid
 }
 
 type inheritSlot struct {
@@ -59,6 +74,7 @@ type inheritSlot struct {
 type inheritChannels struct {
 	State   string           `json:"state"` // hex SHA-256 of the envUpgrade value it goes with
 	Workers []inheritChannel `json:"workers"`
+	Reloads *inheritReloads  `json:"reloads,omitempty"`
 }
 
 type inheritChannel struct {
@@ -86,6 +102,7 @@ func parseInheritChannels(s, state string, st *inheritState) error {
 	if ch.State != stateDigest(state) {
 		return nil
 	}
+	st.Reloads = ch.Reloads
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("master: %s: "+format, append([]any{envUpgradeChannels}, args...)...)
 	}
@@ -222,10 +239,27 @@ func inheritedState() (inheritState, bool, error) {
 // was before its binary upgrade.
 func (m *master) adopt(st inheritState) error {
 	m.ep = endpoint{network: st.Network, addr: st.Addr}
+	// The upgrade that led here is done once this image serves; a master
+	// image too old to pass the generations starts them again.
+	gens := map[string]uint64{}
+	m.reloads.gen, m.reloads.issued = 1, 1
+	if r := st.Reloads; r != nil && r.Generation > 0 {
+		m.reloads = reloadState{gen: r.Generation, issued: max(r.Issued, r.Generation), count: r.Count, last: r.Last}
+		gens = r.Workers
+		if l := m.reloads.last; l != nil && l.State == ReloadRunning {
+			m.reloads.end(l, ReloadOK, "")
+		}
+	}
+	genOf := func(pid int) uint64 {
+		if g, ok := gens[strconv.Itoa(pid)]; ok {
+			return g
+		}
+		return m.reloads.gen
+	}
 	older := false // workers that predate the broker socket
 	for i, is := range st.Slots {
 		unix.CloseOnExec(is.Socket)
-		s := &slot{index: i, socket: os.NewFile(uintptr(is.Socket), "wsd-listener"), cfg: m.cfg, exe: m.self}
+		s := &slot{index: i, socket: os.NewFile(uintptr(is.Socket), "wsd-listener"), cfg: m.cfg, gen: m.reloads.gen, exe: m.self}
 		m.slots = append(m.slots, s)
 		if is.PID == 0 {
 			continue
@@ -237,6 +271,7 @@ func (m *master) adopt(st inheritState) error {
 		}
 		p.lifeline = os.NewFile(uintptr(is.Lifeline), "wsd-lifeline")
 		p.ready = true
+		p.gen = genOf(is.PID)
 		s.cur = p
 		if is.Status != 0 {
 			unix.CloseOnExec(is.Status)
@@ -249,7 +284,7 @@ func (m *master) adopt(st inheritState) error {
 			older = true
 			continue
 		}
-		if p.broker, err = fdConn(is.Broker, "wsd-broker"); err != nil {
+		if p.broker, err = workerproto.FDConn(is.Broker, "wsd-broker"); err != nil {
 			return err
 		}
 		go m.serveBroker(p, p.broker)
@@ -259,7 +294,13 @@ func (m *master) adopt(st inheritState) error {
 		if err != nil {
 			return err
 		}
-		m.stopProc(p) // it already has SIGTERM; this arms the kill
+		p.gen = genOf(pid)
+		// It was asked to drain, or to stop; this arms the kill, late
+		// enough for a drain. The SIGTERM changes nothing for a worker
+		// that drains already.
+		p.stopping = true
+		m.signalProc(p, unix.SIGTERM)
+		p.after(m.cfg.DrainPeriod+m.cfg.ShutdownTimeout+killGrace, func() { m.send(event{kind: evKillTimeout, p: p}) })
 	}
 	if n := processes(m.cfg); n != len(m.slots) {
 		m.log.Warn("binary upgrade: keeping the inherited worker count; send SIGHUP to apply the configured one",
@@ -339,7 +380,13 @@ func (m *master) execUpgrade(exe string) error {
 	if err != nil {
 		return err
 	}
-	ch := inheritChannels{State: stateDigest(string(b))}
+	ch := inheritChannels{State: stateDigest(string(b)), Reloads: &inheritReloads{
+		Generation: m.reloads.gen, Issued: m.reloads.issued, Count: m.reloads.count, Last: m.reloads.last,
+		Workers: make(map[string]uint64),
+	}}
+	for p := range m.procs {
+		ch.Reloads.Workers[strconv.Itoa(p.pid)] = p.gen
+	}
 	for _, is := range st.Slots {
 		if is.PID > 0 && (is.Status != 0 || is.Broker != 0) {
 			ch.Workers = append(ch.Workers, inheritChannel{PID: is.PID, Status: is.Status, Broker: is.Broker})

@@ -18,6 +18,8 @@ type metrics struct {
 	http    *fasthttp.Server
 	refused func() uint64      // connections refused for --max-conns or --max-conns-per-ip
 	accept  *acceptGuard       // failed accepts; nil leaves them out
+	auth    *authenticator     // subscriber authentication; nil when off
+	sse     *sseHub            // /sse streams; nil leaves them out
 	status  [600]atomic.Uint64 // responses by status code; 0 holds the out-of-range ones
 }
 
@@ -66,6 +68,15 @@ var (
 		"Connections closed unserved because the worker was out of descriptors.", nil, nil)
 	descRequests = prometheus.NewDesc("wsd_http_requests_total",
 		"HTTP requests answered, by status code (101 for a successful WebSocket upgrade).", []string{"code"}, nil)
+	descAuthFailures = prometheus.NewDesc("wsd_auth_failures_total",
+		"Subscribers refused by token: missing, malformed, algorithm, signature, expired, not_yet_valid, claims (401); channel (403); publish (a /pubsub client closed with 4003).",
+		[]string{"reason"}, nil)
+	descAuthExpired = prometheus.NewDesc("wsd_auth_expired_total",
+		"Open /pubsub connections (closed with 3005) and /sse streams ended because their token expired.", nil, nil)
+	descSSESubscribers = prometheus.NewDesc("wsd_sse_subscribers",
+		"Server-Sent Events streams (/sse) open now.", nil, nil)
+	descSSEBackpressure = prometheus.NewDesc("wsd_sse_backpressure_closes_total",
+		"/sse streams closed because their reader fell more than max-backpressure bytes behind.", nil, nil)
 )
 
 // newMetrics returns the collector of ws and srv; refused, if not nil,
@@ -104,7 +115,8 @@ func (m *metrics) count(ctx *fasthttp.RequestCtx) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descClosed, descMessages, descBytes,
 		descCloseFrames, descPings, descTimeouts, descBackpressure, descTooBig,
-		descPongsSkipped, descTaskOverflows, descPanics, descLoopStalls, descHTTPConns, descRefused, descAcceptErrors, descShed, descRequests} {
+		descPongsSkipped, descTaskOverflows, descPanics, descLoopStalls, descHTTPConns, descRefused, descAcceptErrors, descShed, descRequests,
+		descAuthFailures, descAuthExpired, descSSESubscribers, descSSEBackpressure} {
 		ch <- d
 	}
 }
@@ -155,6 +167,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(descAcceptErrors, m.accept.errs[r].Load(), acceptReasons[r].label)
 		}
 		counter(descShed, m.accept.Shed())
+	}
+	if m.auth != nil {
+		for r := range numAuthReasons {
+			counter(descAuthFailures, m.auth.failures[r].Load(), r.String())
+		}
+		counter(descAuthExpired, m.auth.expired.Load())
+	}
+	if m.sse != nil {
+		gauge(descSSESubscribers, float64(m.sse.Count()))
+		counter(descSSEBackpressure, m.sse.overflows.Load())
 	}
 	for code := range m.status {
 		if n := m.status[code].Load(); n > 0 {

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
@@ -23,6 +24,11 @@ import (
 //	                    success; 400 bad channel name; 401 without the
 //	                    --publish-token bearer token; 405 not a POST; 503
 //	                    when the engine cannot take the message
+//	GET /sse/{channel}  Server-Sent Events: the channel's messages, see
+//	                    sse.go
+//
+// With --jwt-secret or --jwt-public-key, /pubsub and /sse subscribers
+// present a token (auth.go); POST /publish keeps --publish-token.
 //
 // A channel name is 1 to 128 bytes of A-Z a-z 0-9 _ . : - (so it never
 // needs escaping in a URL, a log line or a Redis channel).
@@ -75,15 +81,37 @@ func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	g, ok := w.authorize(ctx, channel)
+	if !ok {
+		return
+	}
+	sub, ok := subscribeOptions(ctx)
+	if !ok {
+		return
+	}
+	mayPublish := g.mayPublish(channel)
+	exp := new(expiry)
 	echo := w.cfg.PubSubEcho
 	w.upgrade(ctx, wsext.Settings{
 		OnOpen: func(ws *wsext.Conn) {
-			if err := w.ws.Subscribe(ws, channel); err != nil {
+			if _, err := w.ws.SubscribeWith(ws, channel, sub); err != nil && !errors.Is(err, wsext.ErrNoHistory) {
 				w.rlog.Error("pubsub subscribe", "pub/sub: subscribing", "channel", channel, "conn", ws.UUID(), "err", err)
 				ws.CloseWithCode(wsext.CloseInternalError, "pub/sub unavailable")
+				return
 			}
+			exp.start(g, func() {
+				w.auth.expired.Add(1)
+				ws.CloseWithCode(closeTokenExpired, "token expired")
+			})
 		},
 		OnMessage: func(ws *wsext.Conn, data []byte, isText bool) {
+			if !mayPublish {
+				w.auth.failures[authPublish].Add(1)
+				w.rlog.Warn("auth publish", "closed a subscriber publishing outside its token's publish claim",
+					"channel", channel, "conn", ws.UUID(), "user", g.user)
+				ws.CloseWithCode(closePublishForbidden, "publishing not allowed")
+				return
+			}
 			var err error
 			if echo {
 				err = w.ws.Publish(channel, data, isText)
@@ -100,7 +128,10 @@ func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
 			}
 		},
 		OnShutdown: w.logShutdown,
-		OnClose:    w.logClose,
+		OnClose: func(ws *wsext.Conn) {
+			exp.stop()
+			w.logClose(ws)
+		},
 	})
 }
 
@@ -155,4 +186,38 @@ func checkBearer(header []byte, token string) error {
 		return errors.New("wrong bearer token")
 	}
 	return nil
+}
+
+// subscribeOptions reads the envelope and recovery query of /pubsub:
+// ?format=json for messages in the JSON envelope that carries their offset
+// and epoch, and &offset=N&epoch=E to get first what was published after
+// that position (README § Pub/sub, History and recovery). A bad query is
+// answered 400 here.
+func subscribeOptions(ctx *fasthttp.RequestCtx) (wsext.SubscribeOptions, bool) {
+	var opts wsext.SubscribeOptions
+	args := ctx.QueryArgs()
+	switch f := string(args.Peek("format")); f {
+	case "", "raw":
+	case "json":
+		opts.Envelope = true
+	default:
+		ctx.Error("400 Bad Request: format must be json or raw\n", fasthttp.StatusBadRequest)
+		return opts, false
+	}
+	if !args.Has("offset") && !args.Has("epoch") {
+		return opts, true
+	}
+	offset, err := strconv.ParseUint(string(args.Peek("offset")), 10, 64)
+	if err != nil {
+		ctx.Error("400 Bad Request: offset must be a whole number\n", fasthttp.StatusBadRequest)
+		return opts, false
+	}
+	if !opts.Envelope {
+		// Without offsets on its messages a client could not know where
+		// it is after the replay.
+		ctx.Error("400 Bad Request: offset and epoch need format=json\n", fasthttp.StatusBadRequest)
+		return opts, false
+	}
+	opts.Since = &wsext.Position{Offset: offset, Epoch: string(args.Peek("epoch"))}
+	return opts, true
 }

@@ -28,6 +28,8 @@ func (w *Worker) serveHTTP(ctx *fasthttp.RequestCtx) {
 		w.servePubSub(ctx)
 	case bytes.HasPrefix(path, publishPrefix):
 		w.servePublish(ctx)
+	case bytes.HasPrefix(path, ssePrefix):
+		w.serveSSE(ctx)
 	case w.public != nil:
 		w.serveStatic(ctx)
 	case string(path) == "/":
@@ -79,14 +81,16 @@ func writePrepared(ws *wsext.Conn, arg any) {
 
 func releasePrepared(_ *wsext.Conn, arg any) { arg.(*wsext.PreparedMessage).Release() }
 
-// logShutdown and logClose trace connections at debug level, one line a
-// second each: a flood of connections must not become a flood of lines.
+// logShutdown and logClose trace every connection at debug level: the
+// level an operator turns on to follow connections one by one (the master's
+// tests check OnShutdown before OnClose for each). Nothing is logged per
+// connection at the default level.
 func (w *Worker) logShutdown(ws *wsext.Conn) {
-	w.rlog.Log(slog.LevelDebug, "websocket shutdown", "websocket shutdown", "conn", ws.UUID())
+	w.log.Debug("websocket shutdown", "conn", ws.UUID())
 }
 
 func (w *Worker) logClose(ws *wsext.Conn) {
-	w.rlog.Log(slog.LevelDebug, "websocket closed", "websocket closed", "conn", ws.UUID())
+	w.log.Debug("websocket closed", "conn", ws.UUID())
 }
 
 func (w *Worker) recoverRequest(ctx *fasthttp.RequestCtx) {

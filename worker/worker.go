@@ -42,6 +42,8 @@ type Worker struct {
 	pid    string
 	public fasthttp.RequestHandler // static files under --public, or nil
 	limit  *connLimiter            // --max-conns and --max-conns-per-ip, see limits.go
+	auth   *authenticator          // subscriber tokens, see auth.go; nil when off
+	sse    *sseHub                 // /sse streams, see sse.go
 	accept *acceptGuard            // keeps accept errors from ending Serve, see accept.go
 	// rlog bounds the lines that can repeat per request, connection or
 	// message: one a second per kind.
@@ -54,7 +56,12 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 		opts.Logger = slog.Default()
 	}
 	w := &Worker{cfg: cfg, opts: opts, log: opts.Logger, pid: strconv.Itoa(os.Getpid()),
-		rlog: ratelog.New(opts.Logger, 0)}
+		rlog: ratelog.New(opts.Logger, 0), sse: newSSEHub()}
+	auth, err := newAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w.auth = auth
 	maxConns := resolveMaxConns(cfg.MaxConns, opts.Logger)
 	w.accept = newAcceptGuard(w.rlog)
 	w.ws = wsext.NewServer(wsext.Options{
@@ -66,6 +73,8 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 		Subprotocols:         cfg.Subprotocols,
 		Logger:               opts.Logger,
 		Engine:               opts.Engine,
+		HistorySize:          cfg.HistorySize,
+		HistoryTTL:           cfg.HistoryTTL,
 	})
 	w.ws.SetMaxMsgSize(cfg.MaxMsgSize)
 	w.ws.SetTimeout(time.Duration(cfg.Timeout) * time.Second)
@@ -106,6 +115,7 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 	if opts.Metrics != nil {
 		m := newMetrics(w.ws, w.http, w.limit.Refused)
 		m.accept = w.accept
+		m.auth, m.sse = w.auth, w.sse
 		if err := opts.Metrics.Register(m); err != nil {
 			return nil, fmt.Errorf("worker: metrics: %w", err)
 		}
@@ -142,8 +152,11 @@ func (w *Worker) Serve(ln net.Listener) error {
 // among them becomes a WebSocket), then gives every WebSocket OnShutdown, a
 // close 1001 and OnClose; bounded by ctx. HTTP goes first so that a client
 // whose connection was accepted just before the stop gets its handshake
-// and a clean 1001, not a refusal.
+// and a clean 1001, not a refusal. /sse streams are ended before, as the
+// HTTP stop waits for them: each sends what it has queued and ends, and
+// a new one is answered 503.
 func (w *Worker) Shutdown(ctx context.Context) error {
+	w.sse.shutdown()
 	httpErr := w.http.ShutdownWithContext(ctx)
 	return errors.Join(httpErr, w.ws.Shutdown(ctx))
 }

@@ -84,8 +84,9 @@ func TestSubscribeWithoutHistory(t *testing.T) {
 	})
 	dial(t, ts.url(), nil)
 	ws := <-opened
-	if _, err := ts.SubscribeWith(ws, "c", SubscribeOptions{Since: &Position{}}); !errors.Is(err, ErrNoHistory) {
-		t.Fatalf("SubscribeWith(Since) without history = %v, want ErrNoHistory", err)
+	rec, err := ts.SubscribeWith(ws, "c", SubscribeOptions{Since: &Position{}})
+	if !errors.Is(err, ErrNoHistory) || rec.Recovered || ts.Subscribers("c") != 1 {
+		t.Fatalf("SubscribeWith(Since) without history = %+v, %v, %d subscribers; want subscribed, not recovered, ErrNoHistory", rec, err, ts.Subscribers("c"))
 	}
 	if pos, err := ts.PublishPosition("c", []byte("x"), true); err != nil || pos != (Position{}) {
 		t.Fatalf("PublishPosition without history = %+v, %v; want the zero Position", pos, err)

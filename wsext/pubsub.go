@@ -153,7 +153,9 @@ type Recovery struct {
 }
 
 // SubscribeWith subscribes ws to channel like Subscribe, with the envelope
-// and recovery of opts. The replayed messages count against
+// and recovery of opts. On a Server without history, Since cannot be
+// served: ws is subscribed all the same, not recovered, and ErrNoHistory
+// is returned. The replayed messages count against
 // MaxBackpressure like any others: a history larger than what the peer
 // can take at once closes a reader that does not keep up.
 func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) (Recovery, error) {
@@ -164,8 +166,11 @@ func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 	if ws.state.Load() == stateClosed || !ws.attached {
 		return rec, ErrClosed
 	}
+	var noHistory error
 	if opts.Since != nil && s.hist == nil {
-		return Recovery{}, ErrNoHistory
+		// Subscribe all the same: what was missed cannot be had, which
+		// the status message and the error say.
+		rec.Recovered, noHistory = false, ErrNoHistory
 	}
 	p := &s.pubsub
 	p.mu.Lock()
@@ -214,9 +219,11 @@ func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 		}
 	}
 	if needEngine {
-		return rec, p.syncEngine(channel)
+		if err := p.syncEngine(channel); err != nil {
+			return rec, err
+		}
 	}
-	return rec, nil
+	return rec, noHistory
 }
 
 // Unsubscribe removes ws from channel's subscribers; it is a no-op if ws

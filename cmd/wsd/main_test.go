@@ -39,7 +39,7 @@ func buildAndRun(m *testing.M) int {
 
 	// -buildvcs=false: VCS stamping fails in checkouts git distrusts, and
 	// the version under test comes from -ldflags anyway.
-	args := []string{"build", "-buildvcs=false", "-o", wsdBin, "-ldflags", "-X main.version=" + testVersion}
+	args := []string{"build", "-buildvcs=false", "-o", wsdBin, "-ldflags", "-X github.com/wsd-server/wsd/internal/buildinfo.Version=" + testVersion}
 	if raceEnabled {
 		args = append(args, "-race")
 	}
@@ -159,6 +159,10 @@ func TestBadConfiguration(t *testing.T) {
 			want: []string{`wsd: environment: WSD_PORT = "abc": must be an integer`}},
 		{name: "bad environment value", env: []string{"WSD_SHUTDOWN_TIMEOUT=0s"},
 			want: []string{"wsd: shutdown-timeout = 0s: must be positive"}},
+		{name: "worker-timeout too short", args: []string{"--worker-timeout", "100ms"},
+			want: []string{"wsd: worker-timeout = 100ms: must be 0 (off) or at least 1s"}},
+		{name: "negative WSD_WORKER_TIMEOUT", env: []string{"WSD_WORKER_TIMEOUT=-3s"},
+			want: []string{"wsd: worker-timeout = -3s: must be 0 (off) or at least 1s"}},
 		{name: "flag beats bad environment", env: []string{"WSD_PORT=70000"}, args: []string{"--port", "0"},
 			want: []string{"wsd: port = 0: must be between 1 and 65535"}},
 		{name: "flag not a number", args: []string{"--port", "abc"}, help: true,

@@ -39,9 +39,14 @@ relays messages sent to /broadcast to every other /broadcast client of the
 same worker.
 
 Settings come from flags, WSD_* environment variables (WSD_PORT for --port,
-WSD_MAX_MSG_SIZE for --max-msg-size, ...) and an optional TOML file named by
---config or WSD_CONFIG; flags override the environment, which overrides the
-file. "wsd serve --help" lists every setting.
+WSD_MAX_MSG_SIZE for --max-msg-size, ...) and an optional TOML, YAML or JSON
+file named by --config or WSD_CONFIG; flags override the environment, which
+overrides the file. "wsd serve --help" lists every setting, "wsd check" checks
+them without serving, "wsd config" prints them with where each came from, and
+"wsd config --example" writes a commented starting file. "wsd health" asks a
+running wsd whether it serves (exit 0) or not (exit 1), for container health
+checks; "wsd completion bash|zsh|fish|powershell" prints a shell completion
+script.
 
 Signals to the master: SIGTERM or SIGINT stop gracefully (a second one, or
 SIGQUIT, stops at once); SIGHUP re-reads the environment and file and replaces
@@ -51,13 +56,13 @@ Exit status: 0 after a clean stop, 1 if the server failed, 2 for a bad
 command line or configuration.`,
 		// Errors are printed once, by run, as "wsd: message"; a usage dump
 		// would bury a configuration error.
-		SilenceErrors:     true,
-		SilenceUsage:      true,
-		Version:           release(),
-		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Version:       release(),
 	}
 	root.SetVersionTemplate(versionLine() + "\n")
-	root.AddCommand(newServeCmd(), newVersionCmd(), newWorkerCmd())
+	root.AddCommand(newServeCmd(), newCheckCmd(), newConfigCmd(), newHealthCmd(), newVersionCmd(), newWorkerCmd(), newManCmd())
+	root.AddCommand(newReloadCmd())
 	return root
 }
 

@@ -18,10 +18,12 @@ starts the worker processes and supervises them until it is stopped.
 
 Every flag below can also be given as an environment variable, WSD_ followed
 by the flag name in capitals with dashes as underscores (--max-msg-size is
-WSD_MAX_MSG_SIZE), or as a key in the TOML file named by --config or
-WSD_CONFIG, with underscores (max_msg_size = 1048576). Flags override the
+WSD_MAX_MSG_SIZE), or as a key in the configuration file named by --config
+or WSD_CONFIG, with underscores (max_msg_size = 1048576). The file is TOML,
+or YAML (.yaml, .yml) or JSON (.json) by its extension. Flags override the
 environment, which overrides the file. Durations take a unit ("10s", "1m30s");
-lists are comma separated (TOML arrays in the file).
+lists are comma separated (arrays in the file). A WSD_* variable that is not
+a setting is ignored, with a warning.
 
 On SIGHUP the environment and file are read again, with the same flags, and
 the workers are replaced one at a time; a configuration that does not
@@ -46,13 +48,19 @@ message naming the setting and its value.`,
 			return cfg, nil
 		}
 		cfg, err := load()
+		// A misspelt variable may be why the configuration is bad, so
+		// warn first (in text at info level if cfg is the zero Config).
+		logger := cfg.Logger(cmd.ErrOrStderr())
+		for _, w := range config.UnknownEnv(os.Environ()) {
+			logger.Warn(w)
+		}
 		if err != nil {
 			return &exitError{code: exitUsage, err: err}
 		}
 		return master.Run(cmd.Context(), master.Options{
 			Config: cfg,
 			Load:   load,
-			Logger: cfg.Logger(cmd.ErrOrStderr()),
+			Logger: logger,
 		})
 	}
 	return cmd

@@ -3,7 +3,8 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/wsd-server/wsd/master"
+	"github.com/wsd-server/wsd/internal/workerproto"
+	"github.com/wsd-server/wsd/worker"
 )
 
 // newWorkerCmd is the hidden `wsd worker` subcommand: the master re-executes
@@ -11,14 +12,18 @@ import (
 // socket and the configuration by file descriptor (see package master).
 func newWorkerCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:           master.WorkerCommand,
+		Use:           workerproto.Command,
 		Short:         "Serve as a worker of `wsd serve` (started by the master, not by hand)",
 		Hidden:        true,
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: false,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return master.RunWorker(cmd.Context())
+			in, err := worker.Inherit()
+			if err != nil {
+				return err
+			}
+			return worker.RunProcess(cmd.Context(), in)
 		},
 	}
 }

@@ -1,0 +1,345 @@
+package worker
+
+import (
+	"bufio"
+	"encoding/base64"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/wsd-server/wsd/config"
+	"github.com/wsd-server/wsd/wsext"
+)
+
+// GET /sse/{channel} streams a channel's messages as Server-Sent Events
+// (text/event-stream), for clients that only listen: EventSource in a
+// browser, curl. The stream subscribes through the worker's wsext Server,
+// so it gets every message published on the channel, by POST /publish or
+// by a /pubsub WebSocket, in any worker or host, in the order each
+// publisher published them.
+//
+// The stream:
+//
+//	: ok                      a comment at once, so that the client has
+//	                          the headers without waiting for a message
+//	data: <line>              one per line of a text message (CR, LF and
+//	data: <line>              CRLF all end a line, as EventSource reads
+//	                          them); a blank line ends the event
+//	event: binary             a binary message, base64 (standard, padded)
+//	data: <base64>
+//	: heartbeat               every --sse-heartbeat (15 s), for proxies
+//	                          and to notice a client that vanished
+//	event: expired            the token expired (then the stream ends)
+//	data: token expired
+//
+// Events carry no id: there is no history to resume from yet, and a
+// per-stream counter would make browsers send a Last-Event-ID that means
+// nothing to the next stream.
+//
+// A client that closes the connection (or sends anything on it) ends its
+// stream at once: the stream reads the connection meanwhile (watch).
+//
+// A stream counts against --max-conns like any connection. What waits for
+// a slow reader is bounded by --max-backpressure (events queued, plus the
+// batch being written): past it the queue is dropped and the connection
+// closed, as a WebSocket would be. At a worker's shutdown every stream
+// sends what it has queued and ends; one whose reader does not read is
+// closed after sseGrace.
+var ssePrefix = []byte("/sse/")
+
+// sseGrace is how long a stream that should end may take to send what it
+// has before its connection is closed, as wsext allows a closing handshake.
+const sseGrace = 3 * time.Second
+
+// Why a stream ends.
+const (
+	sseRunning  = iota
+	sseShutdown // the worker stops
+	sseExpired  // the token expired
+	sseOverflow // the reader fell --max-backpressure behind
+	sseGone     // the client closed the connection, or sent on it
+)
+
+// sseHub holds a worker's streams, to end them at shutdown.
+type sseHub struct {
+	mu      sync.Mutex
+	stopped bool
+	streams map[*sseStream]struct{}
+
+	overflows atomic.Uint64 // streams closed for --max-backpressure
+}
+
+func newSSEHub() *sseHub { return &sseHub{streams: make(map[*sseStream]struct{})} }
+
+// add registers s, or reports false after shutdown began.
+func (h *sseHub) add(s *sseStream) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return false
+	}
+	h.streams[s] = struct{}{}
+	return true
+}
+
+func (h *sseHub) remove(s *sseStream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.streams, s)
+}
+
+// Count returns the streams open now.
+func (h *sseHub) Count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.streams)
+}
+
+// shutdown ends every stream and refuses new ones.
+func (h *sseHub) shutdown() {
+	h.mu.Lock()
+	h.stopped = true
+	streams := make([]*sseStream, 0, len(h.streams))
+	for s := range h.streams {
+		streams = append(streams, s)
+	}
+	h.mu.Unlock()
+	for _, s := range streams {
+		s.end(sseShutdown)
+	}
+}
+
+// sseStream is one /sse subscriber. The subscription's function (push)
+// encodes each message into buf on the publisher's goroutine; the
+// stream's writer, on fasthttp's stream goroutine, takes buf whole and
+// writes it.
+type sseStream struct {
+	hub   *sseHub
+	conn  net.Conn
+	limit int // --max-backpressure
+	wake  chan struct{}
+	sub   *wsext.Subscription
+	exp   expiry
+
+	mu      sync.Mutex
+	buf     []byte // events not yet taken by the writer
+	writing int    // bytes of the batch the writer is sending
+	state   int    // sseRunning, or why the stream ends
+	grace   *time.Timer
+	done    bool // the writer returned
+}
+
+func newSSEStream(h *sseHub, conn net.Conn, limit int) *sseStream {
+	return &sseStream{hub: h, conn: conn, limit: limit, wake: make(chan struct{}, 1)}
+}
+
+// push queues a message: the function given to SubscribeFunc. It never
+// blocks.
+func (s *sseStream) push(data []byte, isText bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != sseRunning {
+		return
+	}
+	queued := len(s.buf) + s.writing
+	s.buf = appendEvent(s.buf, data, isText)
+	// An empty queue takes one message of any size, as wsext's does.
+	if queued > 0 && len(s.buf)+s.writing > s.limit {
+		s.state = sseOverflow
+		s.buf = nil
+		s.hub.overflows.Add(1)
+		// The writer may be stuck in a write the reader does not take:
+		// closing the connection ends it. The connection serves nothing
+		// after the stream (Connection: close).
+		s.conn.Close()
+	}
+	s.signal()
+}
+
+func (s *sseStream) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// end asks the writer to send what is queued and stop; a writer still
+// writing after sseGrace has its connection closed.
+func (s *sseStream) end(why int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != sseRunning || s.done {
+		return
+	}
+	s.state = why
+	s.grace = time.AfterFunc(sseGrace, func() { s.conn.Close() })
+	s.signal()
+}
+
+// Events the stream writes itself.
+var (
+	sseHello     = []byte(": ok\n\n")
+	sseHeartbeat = []byte(": heartbeat\n\n")
+	sseExpiredEv = []byte("event: expired\ndata: token expired\n\n")
+)
+
+// run writes the stream until it ends or a write fails (the client went
+// away); it is the response's body stream writer.
+func (s *sseStream) run(bw *bufio.Writer, heartbeat time.Duration) {
+	defer s.finish()
+	go s.watch()
+	if _, err := bw.Write(sseHello); err != nil || bw.Flush() != nil {
+		return
+	}
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	var out []byte
+	for {
+		beat := false
+		select {
+		case <-s.wake:
+		case <-tick.C:
+			beat = true
+		}
+		s.mu.Lock()
+		state := s.state
+		out, s.buf = s.buf, out[:0]
+		s.writing = len(out)
+		s.mu.Unlock()
+		if state == sseOverflow {
+			return
+		}
+		bw.Write(out)
+		if beat {
+			bw.Write(sseHeartbeat)
+		}
+		if state == sseExpired {
+			bw.Write(sseExpiredEv)
+		}
+		if bw.Flush() != nil {
+			return
+		}
+		s.mu.Lock()
+		s.writing = 0
+		s.mu.Unlock()
+		if state != sseRunning {
+			return
+		}
+		// A burst's buffer is not kept by an idle stream.
+		if cap(out) > 64<<10 {
+			out = nil
+		}
+	}
+}
+
+// watch reads the connection while the stream runs, as net/http does for
+// a request's context, so that a client that closes it is gone at once
+// rather than at the next heartbeat. A client has nothing to send on an
+// event stream: data, EOF or an error all end it. fasthttp reads nothing
+// more from the connection (the response has Connection: close) and closes
+// it after the stream, which ends this read.
+func (s *sseStream) watch() {
+	// fasthttp's read deadline for the request is still set.
+	s.conn.SetReadDeadline(time.Time{})
+	var b [1]byte
+	s.conn.Read(b[:])
+	s.end(sseGone)
+}
+
+// finish removes the stream: from its channel, from the hub, from the
+// timers.
+func (s *sseStream) finish() {
+	s.mu.Lock()
+	s.done = true
+	if s.state == sseRunning {
+		s.state = sseShutdown // push queues nothing more
+	}
+	if s.grace != nil {
+		s.grace.Stop()
+	}
+	s.buf = nil
+	s.mu.Unlock()
+	s.exp.stop()
+	if s.sub != nil {
+		s.sub.Unsubscribe()
+	}
+	s.hub.remove(s)
+}
+
+// appendEvent appends a message as one event: a text message as data
+// lines, split where EventSource splits them; a binary one base64-encoded
+// with event: binary.
+func appendEvent(b, data []byte, isText bool) []byte {
+	if !isText {
+		b = append(b, "event: binary\ndata: "...)
+		b = base64.StdEncoding.AppendEncode(b, data)
+		return append(b, "\n\n"...)
+	}
+	for {
+		i := 0
+		for i < len(data) && data[i] != '\n' && data[i] != '\r' {
+			i++
+		}
+		b = append(b, "data: "...)
+		b = append(b, data[:i]...)
+		b = append(b, '\n')
+		if i == len(data) {
+			return append(b, '\n')
+		}
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+}
+
+// serveSSE takes GET /sse/{channel}.
+func (w *Worker) serveSSE(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() {
+		ctx.Error("405 Method Not Allowed: subscribe with GET\n", fasthttp.StatusMethodNotAllowed)
+		ctx.Response.Header.Set("Allow", "GET")
+		return
+	}
+	channel, ok := channelOf(ctx, ssePrefix)
+	if !ok {
+		return
+	}
+	g, ok := w.authorize(ctx, channel)
+	if !ok {
+		return
+	}
+	s := newSSEStream(w.sse, ctx.Conn(), w.cfg.MaxBackpressure)
+	if !w.sse.add(s) {
+		ctx.Error("503 Service Unavailable: shutting down\n", fasthttp.StatusServiceUnavailable)
+		ctx.Response.Header.Set("Retry-After", "1")
+		return
+	}
+	sub, err := w.ws.SubscribeFunc(channel, s.push)
+	if err != nil {
+		sub.Unsubscribe()
+		w.sse.remove(s)
+		w.rlog.Error("sse subscribe", "pub/sub: subscribing an SSE stream", "channel", channel, "err", err)
+		ctx.Error("503 Service Unavailable: pub/sub unavailable\n", fasthttp.StatusServiceUnavailable)
+		ctx.Response.Header.Set("Retry-After", "1")
+		return
+	}
+	s.sub = sub
+	s.exp.start(g, func() {
+		w.auth.expired.Add(1)
+		s.end(sseExpired)
+	})
+	h := &ctx.Response.Header
+	h.SetContentType("text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	// The connection ends with the stream: it may be closed under a slow
+	// reader, and must never be reused after.
+	ctx.SetConnectionClose()
+	heartbeat := w.cfg.SSEHeartbeat
+	if heartbeat <= 0 {
+		heartbeat = config.Default().SSEHeartbeat
+	}
+	ctx.SetBodyStreamWriter(func(bw *bufio.Writer) { s.run(bw, heartbeat) })
+}
