@@ -338,7 +338,7 @@ func TestRedisOutage(t *testing.T) {
 		}
 		// A publish answered 503 is "maybe delivered": a Redis that was
 		// frozen, not dead, had the PUBLISH in its socket buffer and runs
-		// it when it resumes, after later messages (README § Guarantees).
+		// it when it resumes, after later messages (docs/pubsub.md § Guarantees).
 		// Those may come late, once; what succeeded must come in order.
 		seen := map[int]bool{}
 		late, last := 0, -1

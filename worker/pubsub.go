@@ -191,7 +191,7 @@ func checkBearer(header []byte, token string) error {
 // subscribeOptions reads the envelope and recovery query of /pubsub:
 // ?format=json for messages in the JSON envelope that carries their offset
 // and epoch, and &offset=N&epoch=E to get first what was published after
-// that position (README § Pub/sub, History and recovery). A bad query is
+// that position (docs/pubsub.md § History and recovery). A bad query is
 // answered 400 here.
 func subscribeOptions(ctx *fasthttp.RequestCtx) (wsext.SubscribeOptions, bool) {
 	var opts wsext.SubscribeOptions
