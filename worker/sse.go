@@ -3,7 +3,11 @@ package worker
 import (
 	"bufio"
 	"encoding/base64"
+	"errors"
+	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +38,20 @@ import (
 //	event: expired            the token expired (then the stream ends)
 //	data: token expired
 //
-// Events carry no id: there is no history to resume from yet, and a
-// per-stream counter would make browsers send a Last-Event-ID that means
-// nothing to the next stream.
+// With --history-size, every event carries `id: <epoch>:<offset>`, its
+// position in the channel's history, and the stream opens with
+//
+//	event: status
+//	id: <epoch>:<offset>      the channel's position now
+//	data: {"offset":42,"epoch":"5f0c2a9d31e4","recovered":true,"replayed":3}
+//
+// A client that reconnects sends the last id it saw as Last-Event-ID (what
+// EventSource does by itself), or as ?last_event_id=…; the stream then
+// first replays what was published after it, then the live messages: no
+// gap, no duplicate. "recovered":false says that could not be done (another
+// epoch, or older than what is kept): reload the state, then go on. Without
+// history events carry no id (a per-stream counter would make browsers
+// send a Last-Event-ID that means nothing to the next stream).
 //
 // A client that closes the connection (or sends anything on it) ends its
 // stream at once: the stream reads the connection meanwhile (watch).
@@ -135,16 +150,16 @@ func newSSEStream(h *sseHub, conn net.Conn, limit int) *sseStream {
 	return &sseStream{hub: h, conn: conn, limit: limit, wake: make(chan struct{}, 1)}
 }
 
-// push queues a message: the function given to SubscribeFunc. It never
-// blocks.
-func (s *sseStream) push(data []byte, isText bool) {
+// push queues a message: the function given to SubscribeFuncWith. It
+// never blocks.
+func (s *sseStream) push(pos wsext.Position, data []byte, isText bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state != sseRunning {
 		return
 	}
 	queued := len(s.buf) + s.writing
-	s.buf = appendEvent(s.buf, data, isText)
+	s.buf = appendEvent(s.buf, pos, data, isText)
 	// An empty queue takes one message of any size, as wsext's does.
 	if queued > 0 && len(s.buf)+s.writing > s.limit {
 		s.state = sseOverflow
@@ -270,8 +285,12 @@ func (s *sseStream) finish() {
 
 // appendEvent appends a message as one event: a text message as data
 // lines, split where EventSource splits them; a binary one base64-encoded
-// with event: binary.
-func appendEvent(b, data []byte, isText bool) []byte {
+// with event: binary. A message with a position (history is on) carries
+// it as the event's id.
+func appendEvent(b []byte, pos wsext.Position, data []byte, isText bool) []byte {
+	if pos.Epoch != "" {
+		b = appendEventID(b, pos)
+	}
 	if !isText {
 		b = append(b, "event: binary\ndata: "...)
 		b = base64.StdEncoding.AppendEncode(b, data)
@@ -316,7 +335,18 @@ func (w *Worker) serveSSE(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set("Retry-After", "1")
 		return
 	}
-	sub, err := w.ws.SubscribeFunc(channel, s.push)
+	var since *wsext.Position
+	lastID := string(ctx.Request.Header.Peek("Last-Event-ID"))
+	if lastID == "" {
+		lastID = string(ctx.QueryArgs().Peek("last_event_id"))
+	}
+	if pos, ok := parseEventID(lastID); ok {
+		since = &pos
+	}
+	sub, rec, err := w.ws.SubscribeFuncWith(channel, s.push, since)
+	if errors.Is(err, wsext.ErrNoHistory) {
+		err = nil // not recovered, which the status says
+	}
 	if err != nil {
 		sub.Unsubscribe()
 		w.sse.remove(s)
@@ -326,6 +356,14 @@ func (w *Worker) serveSSE(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	s.sub = sub
+	if w.cfg.HistorySize > 0 || since != nil {
+		// Before the replayed and live events: nothing is written before
+		// the body stream writer runs, after this handler.
+		s.mu.Lock()
+		s.buf = append(statusEvent(rec), s.buf...)
+		s.mu.Unlock()
+		s.signal()
+	}
 	s.exp.start(g, func() {
 		w.auth.expired.Add(1)
 		s.end(sseExpired)
@@ -342,4 +380,39 @@ func (w *Worker) serveSSE(ctx *fasthttp.RequestCtx) {
 		heartbeat = config.Default().SSEHeartbeat
 	}
 	ctx.SetBodyStreamWriter(func(bw *bufio.Writer) { s.run(bw, heartbeat) })
+}
+
+// appendEventID appends the id line of a position: <epoch>:<offset>.
+func appendEventID(b []byte, pos wsext.Position) []byte {
+	b = append(b, "id: "...)
+	b = append(b, pos.Epoch...)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, pos.Offset, 10)
+	return append(b, '\n')
+}
+
+// parseEventID reads an id written by appendEventID; ok is false for
+// anything else, which resumes nothing.
+func parseEventID(id string) (pos wsext.Position, ok bool) {
+	i := strings.LastIndexByte(id, ':')
+	if i <= 0 {
+		return pos, false
+	}
+	offset, err := strconv.ParseUint(id[i+1:], 10, 64)
+	if err != nil {
+		return pos, false
+	}
+	return wsext.Position{Offset: offset, Epoch: id[:i]}, true
+}
+
+// statusEvent is the first event of a stream with history: where the
+// channel stands, and whether what was missed follows.
+func statusEvent(rec wsext.Recovery) []byte {
+	b := []byte("event: status\n")
+	if rec.Top.Epoch != "" {
+		b = appendEventID(b, rec.Top)
+	}
+	b = fmt.Appendf(b, "data: {\"offset\":%d,\"epoch\":%q,\"recovered\":%t,\"replayed\":%d}\n\n",
+		rec.Top.Offset, rec.Top.Epoch, rec.Recovered, rec.Replayed)
+	return b
 }

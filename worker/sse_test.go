@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +30,7 @@ var errEOF = io.EOF
 // sseEvent is one dispatched event, or one comment line.
 type sseEvent struct {
 	event, data string
+	id          string
 	comment     string
 	isComment   bool
 }
@@ -106,6 +109,8 @@ func (c *sseClient) read() {
 				data = append(data, value)
 			case "event":
 				ev.event = value
+			case "id":
+				ev.id = value
 			}
 		}
 	}
@@ -532,7 +537,7 @@ func FuzzSSEEvent(f *testing.F) {
 	}
 	f.Add([]byte{0, 0xff}, false)
 	f.Fuzz(func(t *testing.T, data []byte, isText bool) {
-		enc := appendEvent([]byte(": ok\n\n"), data, isText)
+		enc := appendEvent([]byte(": ok\n\n"), wsext.Position{}, data, isText)
 		evs := parseSSE(enc)
 		if len(evs) != 1 {
 			t.Fatalf("%q encodes as %q: %d events", data, enc, len(evs))
@@ -545,4 +550,73 @@ func FuzzSSEEvent(f *testing.F) {
 			t.Fatalf("%q encodes as %q, read back as %v, want %v", data, enc, evs[0], want)
 		}
 	})
+}
+
+// TestSSEResume: with history, a stream that comes back with the last id it
+// saw (Last-Event-ID, as EventSource sends it, or ?last_event_id=) gets
+// what was published meanwhile, then the live events, each once; one that
+// cannot be served is told so in its status event.
+func TestSSEResume(t *testing.T) {
+	cfg := testConfig()
+	cfg.Processes = 1
+	cfg.HistorySize = 100
+	s := serve(t, cfg)
+	status := func(c *sseClient) (st struct {
+		Offset    uint64
+		Epoch     string
+		Recovered bool
+		Replayed  int
+	}) {
+		t.Helper()
+		ev, err := c.next(10 * time.Second)
+		if err != nil || ev.event != "status" || json.Unmarshal([]byte(ev.data), &st) != nil {
+			t.Fatalf("first event %v, %v: want the status", ev, err)
+		}
+		return st
+	}
+	first := openSSE(t, s, "/sse/news", nil)
+	first.hello(t)
+	status(first)
+	for i := 1; i <= 3; i++ {
+		post(t, s, "news", fmt.Sprint(i), "text/plain")
+	}
+	var last sseEvent
+	for i := 1; i <= 3; i++ {
+		ev, err := first.next(10 * time.Second)
+		if err != nil || ev.data != fmt.Sprint(i) || !strings.HasSuffix(ev.id, fmt.Sprintf(":%d", i)) {
+			t.Fatalf("event %d: %v, %v", i, ev, err)
+		}
+		last = ev
+	}
+	first.cancel()
+	for i := 4; i <= 5; i++ {
+		post(t, s, "news", fmt.Sprint(i), "text/plain")
+	}
+	for _, how := range []string{"header", "query"} {
+		t.Run(how, func(t *testing.T) {
+			path, h := "/sse/news", http.Header{}
+			if how == "header" {
+				h.Set("Last-Event-ID", last.id)
+			} else {
+				path += "?last_event_id=" + url.QueryEscape(last.id)
+			}
+			back := openSSE(t, s, path, h)
+			back.hello(t)
+			if st := status(back); !st.Recovered || st.Replayed < 2 {
+				t.Fatalf("status %+v, want recovered with the missed events", st)
+			}
+			for i := 4; i <= 5; i++ {
+				if ev, err := back.next(10 * time.Second); err != nil || ev.data != fmt.Sprint(i) {
+					t.Fatalf("replayed event %d: %v, %v", i, ev, err)
+				}
+			}
+		})
+	}
+	h := http.Header{}
+	h.Set("Last-Event-ID", "gone:2")
+	stale := openSSE(t, s, "/sse/news", h)
+	stale.hello(t)
+	if st := status(stale); st.Recovered || st.Replayed != 0 {
+		t.Fatalf("status for another epoch %+v, want not recovered", st)
+	}
 }

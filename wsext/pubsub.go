@@ -417,7 +417,7 @@ func (s *Server) deliver(except *Conn, channel string, data []byte, isText, reco
 			subsPool.Put(l)
 		}
 	}
-	p.deliverFuncs(channel, data, isText)
+	p.deliverFuncs(channel, pos, data, isText)
 	return pos
 }
 

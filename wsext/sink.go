@@ -4,6 +4,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/wsd-server/wsd/internal/history"
 )
 
 // A Subscription is a subscriber that is not a WebSocket connection, such
@@ -12,7 +14,7 @@ import (
 type Subscription struct {
 	srv     *Server
 	channel string
-	fn      func(data []byte, isText bool)
+	fn      func(pos Position, data []byte, isText bool)
 	done    atomic.Bool
 	once    sync.Once
 }
@@ -34,9 +36,36 @@ type Subscription struct {
 // that is not enough. Server.Shutdown does not end Subscriptions: their
 // owner does.
 func (s *Server) SubscribeFunc(channel string, fn func(data []byte, isText bool)) (*Subscription, error) {
+	sub, _, err := s.SubscribeFuncWith(channel, func(_ Position, data []byte, isText bool) { fn(data, isText) }, nil)
+	return sub, err
+}
+
+// SubscribeFuncWith subscribes fn like SubscribeFunc, with each message's
+// position in the channel's history, and, when since is not nil, first the
+// messages published after since (see SubscribeOptions.Since): fn gets them
+// before SubscribeFuncWith returns, then the live ones, with no gap and no
+// duplicate. On a Server without history since cannot be served: fn is
+// subscribed all the same, not recovered, and ErrNoHistory is returned.
+func (s *Server) SubscribeFuncWith(channel string, fn func(pos Position, data []byte, isText bool), since *Position) (*Subscription, Recovery, error) {
 	sub := &Subscription{srv: s, channel: channel, fn: fn}
+	rec := Recovery{Recovered: true}
+	var noHistory error
 	p := &s.pubsub
 	p.mu.Lock()
+	switch {
+	case s.hist != nil && since != nil:
+		// Under the table's lock, as in SubscribeWith: replayed or live,
+		// never both.
+		msgs, top, ok := s.hist.Since(channel, history.Position(*since))
+		rec = Recovery{Recovered: ok, Replayed: len(msgs), Top: Position(top)}
+		for _, m := range msgs {
+			p.callFunc(sub, Position{m.Offset, top.Epoch}, m.Data, m.IsText)
+		}
+	case s.hist != nil:
+		rec.Top = Position(s.hist.Top(channel))
+	case since != nil:
+		rec.Recovered, noHistory = false, ErrNoHistory
+	}
 	if p.funcs == nil {
 		p.funcs = make(map[string]map[*Subscription]struct{})
 	}
@@ -49,9 +78,11 @@ func (s *Server) SubscribeFunc(channel string, fn func(data []byte, isText bool)
 	needEngine := s.opts.Engine != nil && !p.remote[channel]
 	p.mu.Unlock()
 	if needEngine {
-		return sub, p.syncEngine(channel)
+		if err := p.syncEngine(channel); err != nil {
+			return sub, rec, err
+		}
 	}
-	return sub, nil
+	return sub, rec, noHistory
 }
 
 // Unsubscribe ends the subscription; later calls do nothing. A delivery
@@ -94,7 +125,7 @@ func (s *Server) FuncSubscribers(channel string) int {
 // deliverFuncs passes a message to the Subscriptions of channel. They are
 // copied out first, as deliver copies the connections, so that no lock is
 // held while they run.
-func (p *pubsub) deliverFuncs(channel string, data []byte, isText bool) {
+func (p *pubsub) deliverFuncs(channel string, pos Position, data []byte, isText bool) {
 	p.mu.RLock()
 	n := len(p.funcs[channel])
 	if n == 0 {
@@ -109,7 +140,7 @@ func (p *pubsub) deliverFuncs(channel string, data []byte, isText bool) {
 	p.mu.RUnlock()
 	for _, sub := range to {
 		if !sub.done.Load() {
-			p.callFunc(sub, data, isText)
+			p.callFunc(sub, pos, data, isText)
 		}
 	}
 	clear(to)
@@ -123,7 +154,7 @@ var funcsPool = sync.Pool{New: func() any { s := make([]*Subscription, 0, 64); r
 
 // callFunc runs a Subscription's function under recover, as every callback
 // is: a panic is the end of that one call, never of the process.
-func (p *pubsub) callFunc(sub *Subscription, data []byte, isText bool) {
+func (p *pubsub) callFunc(sub *Subscription, pos Position, data []byte, isText bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.srv.stats.panics.Add(1)
@@ -131,5 +162,5 @@ func (p *pubsub) callFunc(sub *Subscription, data []byte, isText bool) {
 				"channel", sub.channel, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	sub.fn(data, isText)
+	sub.fn(pos, data, isText)
 }
