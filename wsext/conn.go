@@ -256,7 +256,7 @@ func (c *Conn) sendLocked(hdr, payload []byte, kind frameKind) error {
 		return ErrBackpressure
 	}
 	if before == 0 {
-		w, err := c.t.writeNow(c, hdr, payload)
+		w, err := c.writeNow(hdr, payload)
 		if w == n {
 			c.sent(kind, n)
 			c.afterFlushLocked()

@@ -19,10 +19,6 @@ import (
 //
 // Every method but resume runs under the connection's wmu.
 type transport interface {
-	// writeNow writes what the socket takes at once, without blocking, for
-	// a frame offered to an empty queue; the stream transport takes nothing
-	// here (its writer sends), so the frame is queued.
-	writeNow(c *Conn, hdr, payload []byte) (int, error)
 	// flush sends the queue: as far as the socket takes it now (poll), or
 	// by making sure the writer goroutine runs (stream).
 	flush(c *Conn) error
@@ -46,13 +42,6 @@ type (
 	pollTransport   struct{}
 	streamTransport struct{}
 )
-
-func (pollTransport) writeNow(c *Conn, hdr, payload []byte) (int, error) {
-	if c.fd < 0 {
-		return 0, net.ErrClosed
-	}
-	return writev(c.fd, hdr, payload)
-}
 
 func (pollTransport) flush(c *Conn) error { return c.flushPollLocked() }
 
@@ -85,8 +74,6 @@ func (pollTransport) close(c *Conn) {
 		c.fd = -1
 	}
 }
-
-func (streamTransport) writeNow(*Conn, []byte, []byte) (int, error) { return 0, nil }
 
 func (streamTransport) flush(c *Conn) error {
 	c.startFlusherLocked()
@@ -194,6 +181,22 @@ func (c *Conn) flushStream() {
 		c.drainLocked()
 		c.unlock()
 	}
+}
+
+// writeNow writes what the socket takes at once, without blocking, for a
+// frame offered to an empty queue; a stream takes nothing here (its writer
+// goroutine sends), so the frame is queued. It is not a transport method
+// on purpose: through an interface call the compiler cannot see that the
+// header, on the caller's stack, does not escape, and every message would
+// allocate it.
+func (c *Conn) writeNow(hdr, payload []byte) (int, error) {
+	if _, polled := c.t.(pollTransport); !polled {
+		return 0, nil
+	}
+	if c.fd < 0 {
+		return 0, net.ErrClosed
+	}
+	return writev(c.fd, hdr, payload)
 }
 
 // writeFailed reports whether err from writeNow or flush ends the
