@@ -63,7 +63,7 @@ func TestSystemdUnit(t *testing.T) {
 	// A man: page would fail systemd-analyze verify where it is not
 	// installed.
 	if !strings.HasPrefix(kv["Documentation"], "https://") {
-		t.Errorf("Documentation=%q, want the README's URL", kv["Documentation"])
+		t.Errorf("Documentation=%q, want the operations guide's URL", kv["Documentation"])
 	}
 	// systemd's SIGKILL must not cut a graceful stop short: the master
 	// allows shutdown-timeout plus killGrace.

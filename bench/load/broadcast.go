@@ -323,11 +323,13 @@ func (r *receiver) run(size int, w *window, warmed, fenced, delivered *atomic.In
 			return fmt.Errorf("got message %d, want %d", seq, want)
 		}
 		lat.Record(time.Since(time.Unix(0, int64(binary.BigEndian.Uint64(msg[8:])))))
-		r.next.Store(seq + 1)
-		w.delivered(seq)
+		// Counted before the window hears of it: the sender reads the
+		// count as soon as the window says the last message is in.
 		delivered.Add(1)
 		if counter != nil {
 			counter.Add(1)
 		}
+		r.next.Store(seq + 1)
+		w.delivered(seq)
 	}
 }
