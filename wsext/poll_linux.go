@@ -295,7 +295,9 @@ func writeBuffers(fd int, bufs [][]byte) (int, error) {
 }
 
 // writev writes a frame header and its payload with one system call,
-// without copying them together; the iovecs live on the stack.
+// without copying them together; the iovecs live on the stack. It repeats
+// writeBuffers' loop on purpose: built on it (a slice or variadic of the
+// two buffers), the header escapes and every echoed message allocates.
 func writev(fd int, a, b []byte) (int, error) {
 	var iov [2]unix.Iovec
 	n := 0
