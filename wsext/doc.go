@@ -97,6 +97,8 @@
 //	                              all                            (their epoch changes)
 //	history replayed to a         the outgoing queue             as the outgoing queue
 //	subscriber that comes back
+//	a SubscribeFunc subscriber    its function's own queue       the caller's policy (wsd's SSE streams
+//	                                                             bound theirs by MaxBackpressure)
 //	an idle connection            no buffer, no goroutine        -
 //	closing handshake             3 s                            the connection is reset
 //	idle peer                     Timeout, then a ping, then     close 1001 and reset
@@ -130,6 +132,17 @@
 // handshake and permessage-deflate are wsext's own and pass the
 // conformance suite in this repository. Off Linux there is no poller and
 // every connection runs on a goroutine of its own.
+//
+// # Layout
+//
+// One concept a file: api.go, server.go and conn.go are the API and a
+// connection's state; upgrade.go the handshake; input.go the one path of
+// incoming bytes into reader.go, the frame codec (frame.go, utf8.go,
+// compress.go), which knows no connection; queue.go the outgoing queue of
+// frames, shared or owned; transport.go the polled and stream transports
+// behind one interface, with poll_linux.go the polled one's system calls
+// on the event loops of internal/poller; each.go Each; pubsub.go, sink.go
+// and envelope.go pub/sub, its positions and recovery.
 //
 // # Compression
 //
