@@ -42,6 +42,10 @@ conformance:
 
 # The parsers of untrusted bytes: upgrade requests, client frames, UTF-8,
 # the cluster relay's frames. `make fuzz` runs every Fuzz target instead.
+# A failure shows the fuzzer's output. One that found an input (written to
+# testdata/fuzz, so every later run replays it) fails at once; one without
+# (a fuzzing worker that died under the load of a busy machine) gets one
+# more try.
 FUZZ_WIRE = ./worker:FuzzUpgrade ./wsext:FuzzReader ./wsext:FuzzFrameReader ./wsext:FuzzUTF8State ./pubsub/cluster:FuzzReadFrame
 FUZZTIME ?= 60s
 fuzz:
@@ -51,9 +55,15 @@ fuzz:
 	    for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do targets="$$targets $$pkg:$$f"; done; \
 	  done; \
 	fi; \
+	out=$$(mktemp); trap 'rm -f $$out' EXIT; \
 	for t in $$targets; do \
 	  pkg=$${t%%:*}; f=$${t##*:}; echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+	  if ! $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$out 2>&1; then \
+	    tail -n 30 $$out; \
+	    if grep -q 'Failing input written to' $$out; then exit 1; fi; \
+	    echo "fuzz: $$f stopped without a failing input (the machine's load?); once more"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >$$out 2>&1 || { tail -n 30 $$out; exit 1; }; \
+	  fi; \
 	done
 
 # The standard benchmark set against the raw fasthttp/websocket baseline and
