@@ -159,44 +159,22 @@ type Recovery struct {
 // MaxBackpressure like any others: a history larger than what the peer
 // can take at once closes a reader that does not keep up.
 func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) (Recovery, error) {
-	rec := Recovery{Recovered: true}
 	if ws.srv != s {
-		return rec, fmt.Errorf("wsext: Subscribe: %v belongs to another server", ws)
+		return Recovery{}, fmt.Errorf("wsext: Subscribe: %v belongs to another server", ws)
 	}
 	if ws.state.Load() == stateClosed || !ws.attached {
-		return rec, ErrClosed
-	}
-	var noHistory error
-	if opts.Since != nil && s.hist == nil {
-		// Subscribe all the same: what was missed cannot be had, which
-		// the status message and the error say.
-		rec.Recovered, noHistory = false, ErrNoHistory
+		return Recovery{}, ErrClosed
 	}
 	p := &s.pubsub
 	p.mu.Lock()
-	if s.hist != nil {
-		// Read the history and join the subscribers under the table's
-		// lock, which every publish holds (shared) from its history entry
-		// to its snapshot of subscribers: a message is either replayed
-		// here or delivered live, never both, never neither.
-		var msgs []history.Message
-		if opts.Since != nil {
-			var top history.Position
-			msgs, top, rec.Recovered = s.hist.Since(channel, history.Position(*opts.Since))
-			rec.Replayed, rec.Top = len(msgs), Position(top)
-		} else {
-			rec.Top = Position(s.hist.Top(channel))
-		}
-		if opts.Envelope {
-			ws.writeStatus(rec)
-		}
-		for _, m := range msgs {
-			pm := newPositioned(channel, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText, opts.Envelope)
-			ws.WritePrepared(pm)
-			pm.Release()
-		}
-	} else if opts.Envelope {
+	msgs, rec, noHistory := s.recoverLocked(channel, opts.Since)
+	if opts.Envelope {
 		ws.writeStatus(rec)
+	}
+	for _, m := range msgs {
+		pm := newPositioned(channel, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText, opts.Envelope)
+		ws.WritePrepared(pm)
+		pm.Release()
 	}
 	subs := p.channels[channel]
 	if subs == nil {
@@ -224,6 +202,25 @@ func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 		}
 	}
 	return rec, noHistory
+}
+
+// recoverLocked reads what a subscriber coming back from since missed, and
+// where channel stands. The caller holds the table's lock, which every
+// publish holds (shared) from its history entry to its snapshot of
+// subscribers: whatever is replayed from here is not delivered live, and
+// the other way round. Without history since cannot be served: not
+// recovered, and ErrNoHistory.
+func (s *Server) recoverLocked(channel string, since *Position) ([]history.Message, Recovery, error) {
+	switch {
+	case s.hist != nil && since != nil:
+		msgs, top, ok := s.hist.Since(channel, history.Position(*since))
+		return msgs, Recovery{Recovered: ok, Replayed: len(msgs), Top: Position(top)}, nil
+	case s.hist != nil:
+		return nil, Recovery{Recovered: true, Top: Position(s.hist.Top(channel))}, nil
+	case since != nil:
+		return nil, Recovery{}, ErrNoHistory
+	}
+	return nil, Recovery{Recovered: true}, nil
 }
 
 // Unsubscribe removes ws from channel's subscribers; it is a no-op if ws
@@ -408,27 +405,23 @@ func (s *Server) deliver(except *Conn, channel string, data []byte, isText, reco
 		}
 		pe.Release()
 	}
-	for _, l := range []*[]*Conn{sp, se} {
-		clear(*l)
-	}
-	*sp, *se = to[:0], toEnv[:0]
-	for _, l := range []*[]*Conn{sp, se} {
-		if cap(*l) <= 1<<16 {
-			subsPool.Put(l)
-		}
-	}
+	putSubs(sp, to)
+	putSubs(se, toEnv)
 	p.deliverFuncs(channel, pos, data, isText)
 	return pos
 }
 
-// envelope reports whether c's subscription to channel wants envelopes.
-func (p *pubsub) envelope(c *Conn, channel string) bool {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return p.channels[channel][c]
-}
-
 var subsPool = sync.Pool{New: func() any { s := make([]*Conn, 0, 64); return &s }}
+
+// putSubs returns a subscriber list to subsPool, emptied, so that the pool
+// keeps no connection alive; box is the list's pooled box.
+func putSubs(box *[]*Conn, used []*Conn) {
+	clear(used)
+	if cap(used) <= 1<<16 {
+		*box = used[:0]
+		subsPool.Put(box)
+	}
+}
 
 // The engine's methods, for engineCall.
 const (

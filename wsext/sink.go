@@ -4,8 +4,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-
-	"github.com/wsd-server/wsd/internal/history"
 )
 
 // A Subscription is a subscriber that is not a WebSocket connection, such
@@ -48,23 +46,11 @@ func (s *Server) SubscribeFunc(channel string, fn func(data []byte, isText bool)
 // subscribed all the same, not recovered, and ErrNoHistory is returned.
 func (s *Server) SubscribeFuncWith(channel string, fn func(pos Position, data []byte, isText bool), since *Position) (*Subscription, Recovery, error) {
 	sub := &Subscription{srv: s, channel: channel, fn: fn}
-	rec := Recovery{Recovered: true}
-	var noHistory error
 	p := &s.pubsub
 	p.mu.Lock()
-	switch {
-	case s.hist != nil && since != nil:
-		// Under the table's lock, as in SubscribeWith: replayed or live,
-		// never both.
-		msgs, top, ok := s.hist.Since(channel, history.Position(*since))
-		rec = Recovery{Recovered: ok, Replayed: len(msgs), Top: Position(top)}
-		for _, m := range msgs {
-			p.callFunc(sub, Position{m.Offset, top.Epoch}, m.Data, m.IsText)
-		}
-	case s.hist != nil:
-		rec.Top = Position(s.hist.Top(channel))
-	case since != nil:
-		rec.Recovered, noHistory = false, ErrNoHistory
+	msgs, rec, noHistory := s.recoverLocked(channel, since)
+	for _, m := range msgs {
+		p.callFunc(sub, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText)
 	}
 	if p.funcs == nil {
 		p.funcs = make(map[string]map[*Subscription]struct{})
