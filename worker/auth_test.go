@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -30,38 +29,6 @@ import (
 
 // testSecret is the HS256 key of the tests.
 const testSecret = "0123456789abcdef0123456789abcdef-test"
-
-// serveOpts starts a worker for cfg with opts and stops it when the test
-// ends.
-func serveOpts(t testing.TB, cfg config.Config, opts Options) *serving {
-	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = quiet
-	}
-	w, err := New(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := w.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return after Shutdown")
-		}
-	})
-	return &serving{Worker: w, addr: ln.Addr().String()}
-}
 
 // sign returns a token of claims signed with method and key.
 func sign(t testing.TB, method jwt.SigningMethod, key any, c jwt.MapClaims) string {

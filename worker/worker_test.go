@@ -42,7 +42,17 @@ var quiet = slog.New(slog.DiscardHandler)
 // serve starts a worker for cfg and stops it when the test ends.
 func serve(t testing.TB, cfg config.Config) *serving {
 	t.Helper()
-	w, err := New(cfg, Options{Logger: quiet})
+	return serveOpts(t, cfg, Options{})
+}
+
+// serveOpts starts a worker for cfg with opts and stops it when the test
+// ends.
+func serveOpts(t testing.TB, cfg config.Config, opts Options) *serving {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quiet
+	}
+	w, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

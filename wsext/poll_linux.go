@@ -259,14 +259,6 @@ func read(fd int, p []byte) (int, error) {
 	return n, err
 }
 
-func write(fd int, p []byte) (int, error) {
-	n, err := unix.Write(fd, p)
-	if n < 0 {
-		n = 0
-	}
-	return n, err
-}
-
 // writeBuffers writes bufs with one writev; the iovecs live on the stack.
 func writeBuffers(fd int, bufs [][]byte) (int, error) {
 	var iov [maxIovecs]unix.Iovec

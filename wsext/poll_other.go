@@ -16,7 +16,6 @@ func (s *Server) register(c *Conn) error              { return errors.ErrUnsuppo
 func (s *Server) detach(*Conn)                        {}
 func (s *Server) scheduleFlush(*Conn)                 {}
 func (c *Conn) process([]byte) bool                   { return false }
-func write(int, []byte) (int, error)                  { return 0, errors.ErrUnsupported }
 func writev(int, []byte, []byte) (int, error)         { return 0, errors.ErrUnsupported }
 func writeBuffers(int, [][]byte) (int, error)         { return 0, errors.ErrUnsupported }
 func shutdownWrite(int)                               {}

@@ -100,7 +100,6 @@ type Server struct {
 	epoch     time.Time // the zero of mono
 	logs      *ratelog.Limiter
 	startOnce sync.Once
-	done      chan struct{} // closed when the last connection ended after Shutdown
 	stats     counters
 	pubsub    pubsub
 	hist      *history.Store // nil without history
