@@ -86,12 +86,18 @@ type Config struct {
 	PublishToken string `toml:"publish_token" flag:"publish-token"`
 	// HistorySize is how many recent messages each pub/sub channel keeps,
 	// so that a subscriber that comes back with the last offset it saw gets
-	// what it missed; 0 keeps none. This version keeps history with the
-	// in-process engine only (--processes 1, no --redis).
+	// what it missed; 0 keeps none. The worker keeps it with one process,
+	// the master with more, Redis Streams with Redis.
 	HistorySize int `toml:"history_size" flag:"history-size"`
 	// HistoryTTL is how long a message stays in a channel's history; 0
 	// keeps it as long as it is among the last HistorySize.
 	HistoryTTL time.Duration `toml:"history_ttl" flag:"history-ttl"`
+	// Presence lists every subscriber in its channel's presence and
+	// publishes join and leave events to the subscribers that ask.
+	Presence bool `toml:"presence" flag:"presence"`
+	// PresenceTTL is how long a worker's presence entries outlive it in
+	// Redis; they are refreshed every third of it.
+	PresenceTTL time.Duration `toml:"presence_ttl" flag:"presence-ttl"`
 	// PubSubEcho makes a /pubsub client receive its own messages.
 	PubSubEcho bool `toml:"pubsub_echo" flag:"pubsub-echo"`
 	// JWTSecret, when set, is the HS256 key of the tokens that /pubsub and
@@ -153,6 +159,7 @@ func Default() Config {
 		MaxConnsPerIP:        0,
 		JWTCookie:            "wsd_token",
 		SSEHeartbeat:         15 * time.Second,
+		PresenceTTL:          30 * time.Second,
 		LogFormat:            "text",
 		LogLevel:             "info",
 	}

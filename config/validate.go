@@ -61,6 +61,9 @@ const (
 	// minJWTSecret is the shortest HS256 key, the hash's size (RFC 7518
 	// section 3.2).
 	minJWTSecret = 32
+	// minPresenceTTL leaves the refresh (a third of it) time to reach
+	// Redis before the entries expire.
+	minPresenceTTL = time.Second
 	// minSSEHeartbeat keeps a typo from making every stream spin.
 	minSSEHeartbeat = 100 * time.Millisecond
 )
@@ -173,10 +176,8 @@ func (c Config) Validate() error {
 	if c.HistoryTTL < 0 {
 		bad("history-ttl", c.HistoryTTL, "must be 0 (no age limit) or positive")
 	}
-	if c.HistorySize > 0 && (c.Processes != 1 || c.Redis != "") {
-		// The cluster and Redis engines keep no history yet: a history
-		// of one worker would miss what the others publish.
-		bad("history-size", c.HistorySize, "needs processes = 1 and no redis in this version (processes = %d, redis %s)", c.Processes, map[bool]string{true: "set", false: "unset"}[c.Redis != ""])
+	if c.PresenceTTL < minPresenceTTL {
+		bad("presence-ttl", c.PresenceTTL, "must be at least %s", minPresenceTTL)
 	}
 	if c.Redis != "" {
 		if err := checkRedis(c.Redis); err != nil {

@@ -213,7 +213,12 @@
 // siblings' (which change on every restart and reload), and each worker
 // needs one connection, not one per sibling, which also keeps one worker's
 // messages in order. The cost is one extra hop through the master, which
-// does not parse messages, only copies them. The relay runs whatever the
+// copies plain messages without parsing them. With --history-size the hub
+// also keeps each channel's history (internal/history), numbers every
+// message and answers the workers' history requests, so the history
+// outlives worker restarts and reloads (not a binary upgrade: the new
+// image starts new epochs); with --presence it keeps who subscribes, and
+// drops a worker's entries with its connection. The relay runs whatever the
 // configuration, since a reload may change the number of processes. A
 // worker that dies ends its connection, and the hub drops it with its
 // subscriptions; its replacement gets a socketpair of its own. On a binary

@@ -120,7 +120,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer m.stopAdmin()
 	// The relay exists before any worker, whose broker may ask for it at
 	// once; nothing else writes m.relay.
-	m.relay = startRelay(m.log)
+	m.relay = startRelay(m.log, m.cfg)
 	defer m.relay.Close()
 	n, err := newNotifier()
 	if err != nil {

@@ -17,7 +17,8 @@ import (
 )
 
 // BenchmarkFanOut measures deliveries per second from one publisher to
-// 10 000 subscribers of one channel on a real daemon, with each engine:
+// 10 000 subscribers of one channel on a real daemon, with each engine,
+// without and with history (--history-size 1000, the -history rows):
 //
 //	in-process  --processes 1 (one process cannot span two workers)
 //	cluster     --processes 2, through the master's relay
@@ -35,10 +36,14 @@ func BenchmarkFanOut(b *testing.B) {
 		name      string
 		processes int
 		redis     bool
+		history   bool
 	}{
-		{"in-process", 1, false},
-		{"cluster", 2, false},
-		{"redis", 2, true},
+		{"in-process", 1, false, false},
+		{"in-process-history", 1, false, true},
+		{"cluster", 2, false, false},
+		{"cluster-history", 2, false, true},
+		{"redis", 2, true, false},
+		{"redis-history", 2, true, true},
 	}
 	for _, e := range engines {
 		// The function given to b.Run runs twice (b.N = 1, then the count
@@ -53,6 +58,9 @@ func BenchmarkFanOut(b *testing.B) {
 				if e.redis {
 					r = redistest.Start(tb)
 					args = append(args, "--redis", r.URL())
+				}
+				if e.history {
+					args = append(args, "--history-size", "1000")
 				}
 				env = setUpFanOut(tb, startDaemon(tb, e.processes, args...), subscribers)
 				env.redis = r

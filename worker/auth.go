@@ -78,6 +78,14 @@ type grant struct {
 	publish  []string
 }
 
+// subject returns the token's subject, "" without authentication.
+func (g *grant) subject() string {
+	if g == nil {
+		return ""
+	}
+	return g.user
+}
+
 // mayPublish reports whether g allows publishing on channel; a nil grant
 // (authentication off) allows everything.
 func (g *grant) mayPublish(channel string) bool {

@@ -36,12 +36,22 @@ func TestPubSubRecovery(t *testing.T) {
 	addr := servedWorker(t, cfg, Options{Logger: quiet})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	var published uint64
 	publish := func(msg string) {
 		resp, err := http.Post("http://"+addr+"/publish/room", "text/plain", strings.NewReader(msg))
-		if err != nil || resp.StatusCode != http.StatusNoContent {
+		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("POST /publish: %v %v", resp, err)
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		// With history the answer is the message's position.
+		var pos struct {
+			Offset uint64 `json:"offset"`
+			Epoch  string `json:"epoch"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&pos); err != nil || pos.Offset != published+1 || pos.Epoch == "" {
+			t.Fatalf("POST /publish answered %+v (%v), want offset %d", pos, err, published+1)
+		}
+		published = pos.Offset
 	}
 	dial := func(query string) *websocket.Conn {
 		c, _, err := websocket.Dial(ctx, "ws://"+addr+"/pubsub/room"+query, nil)

@@ -266,7 +266,8 @@ func pubsubEngine(ctx context.Context, cfg config.Config, processes int, brk *wo
 	switch {
 	case cfg.Redis != "":
 		redis.SetLogger(log)
-		e, err := redis.New(redis.Options{URL: cfg.Redis, Logger: log})
+		e, err := redis.New(redis.Options{URL: cfg.Redis, Logger: log,
+			HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, PresenceTTL: cfg.PresenceTTL})
 		if err != nil {
 			return nil, nil, fmt.Errorf("worker: pub/sub over Redis: %w", err)
 		}

@@ -21,11 +21,14 @@ import (
 //	                    --pubsub-echo)
 //	POST /publish/{channel}
 //	                    the body is published on the channel: 204 on
-//	                    success; 400 bad channel name; 401 without the
-//	                    --publish-token bearer token; 405 not a POST; 503
-//	                    when the engine cannot take the message
+//	                    success, or 200 with {"offset":N,"epoch":"E"} with
+//	                    --history-size; 400 bad channel name; 401 without
+//	                    the --publish-token bearer token; 405 not a POST;
+//	                    503 when the engine cannot take the message
 //	GET /sse/{channel}  Server-Sent Events: the channel's messages, see
 //	                    sse.go
+//	GET /presence/{channel}
+//	                    who subscribes, with --presence: see presence.go
 //
 // With --jwt-secret or --jwt-public-key, /pubsub and /sse subscribers
 // present a token (auth.go); POST /publish keeps --publish-token.
@@ -89,15 +92,38 @@ func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	if w.cfg.Presence {
+		user, ok := w.presenceUser(ctx, g)
+		if !ok {
+			return
+		}
+		sub.Presence = &wsext.Member{User: user}
+	} else {
+		sub.PresenceEvents = false
+	}
 	mayPublish := g.mayPublish(channel)
 	exp := new(expiry)
 	echo := w.cfg.PubSubEcho
 	w.upgrade(ctx, wsext.Settings{
 		OnOpen: func(ws *wsext.Conn) {
-			if _, err := w.ws.SubscribeWith(ws, channel, sub); err != nil && !errors.Is(err, wsext.ErrNoHistory) {
-				w.rlog.Error("pubsub subscribe", "pub/sub: subscribing", "channel", channel, "conn", ws.UUID(), "err", err)
-				ws.CloseWithCode(wsext.CloseInternalError, "pub/sub unavailable")
-				return
+			subscribe := func() {
+				_, err := w.ws.SubscribeWith(ws, channel, sub)
+				switch {
+				case err == nil, errors.Is(err, wsext.ErrNoHistory), errors.Is(err, wsext.ErrClosed):
+				case errors.Is(err, wsext.ErrRecoveryOverflow):
+					// SubscribeWith closed it: the client comes back.
+					w.rlog.Warn("pubsub recovery overflow", "pub/sub: closed a subscriber whose recovery overflowed", "channel", channel, "conn", ws.UUID())
+				default:
+					w.rlog.Error("pubsub subscribe", "pub/sub: subscribing", "channel", channel, "conn", ws.UUID(), "err", err)
+					ws.CloseWithCode(wsext.CloseInternalError, "pub/sub unavailable")
+				}
+			}
+			if w.remoteHistory && (sub.Envelope || sub.Since != nil) {
+				// The history is a round trip away (the master, Redis):
+				// not on the event loop that runs OnOpen.
+				go subscribe()
+			} else {
+				subscribe()
 			}
 			exp.start(g, func() {
 				w.auth.expired.Add(1)
@@ -163,13 +189,24 @@ func (w *Worker) servePublish(ctx *fasthttp.RequestCtx) {
 	}
 	body := ctx.PostBody()
 	isText := !bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("application/octet-stream")) && utf8.Valid(body)
-	if err := w.ws.Publish(channel, body, isText); err != nil {
+	pos, err := w.ws.PublishPosition(channel, body, isText)
+	if err != nil {
 		w.rlog.Warn("publish", "pub/sub: POST /publish failed", "channel", channel, "err", err)
 		ctx.Error("503 Service Unavailable: "+err.Error()+"\n", fasthttp.StatusServiceUnavailable)
 		ctx.Response.Header.Set("Retry-After", "1")
 		return
 	}
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	if w.cfg.HistorySize == 0 {
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	}
+	// With history the publisher learns where its message stands.
+	ctx.SetContentType("application/json")
+	b := append(ctx.Response.Body()[:0], `{"offset":`...)
+	b = strconv.AppendUint(b, pos.Offset, 10)
+	b = append(b, `,"epoch":"`...)
+	b = append(b, pos.Epoch...) // hex, nothing to escape
+	ctx.SetBody(append(b, "\"}\n"...))
 }
 
 // checkBearer checks an Authorization header against the token. Both sides
@@ -188,10 +225,11 @@ func checkBearer(header []byte, token string) error {
 	return nil
 }
 
-// subscribeOptions reads the envelope and recovery query of /pubsub:
-// ?format=json for messages in the JSON envelope that carries their offset
-// and epoch, and &offset=N&epoch=E to get first what was published after
-// that position (docs/pubsub.md § History and recovery). A bad query is
+// subscribeOptions reads the envelope, recovery and presence query of
+// /pubsub: ?format=json for messages in the JSON envelope that carries
+// their offset and epoch, &offset=N&epoch=E to get first what was published
+// after that position (docs/pubsub.md § History and recovery), and
+// &presence=1 for the channel's join and leave events. A bad query is
 // answered 400 here.
 func subscribeOptions(ctx *fasthttp.RequestCtx) (wsext.SubscribeOptions, bool) {
 	var opts wsext.SubscribeOptions
@@ -202,6 +240,19 @@ func subscribeOptions(ctx *fasthttp.RequestCtx) (wsext.SubscribeOptions, bool) {
 		opts.Envelope = true
 	default:
 		ctx.Error("400 Bad Request: format must be json or raw\n", fasthttp.StatusBadRequest)
+		return opts, false
+	}
+	switch string(args.Peek("presence")) {
+	case "", "0", "false":
+	case "1", "true":
+		if !opts.Envelope {
+			// Events are JSON: they could not be told from messages.
+			ctx.Error("400 Bad Request: presence=1 needs format=json\n", fasthttp.StatusBadRequest)
+			return opts, false
+		}
+		opts.PresenceEvents = true
+	default:
+		ctx.Error("400 Bad Request: presence must be 1 or 0\n", fasthttp.StatusBadRequest)
 		return opts, false
 	}
 	if !args.Has("offset") && !args.Has("epoch") {

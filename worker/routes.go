@@ -30,6 +30,8 @@ func (w *Worker) serveHTTP(ctx *fasthttp.RequestCtx) {
 		w.servePublish(ctx)
 	case bytes.HasPrefix(path, ssePrefix):
 		w.serveSSE(ctx)
+	case bytes.HasPrefix(path, presencePrefix):
+		w.servePresence(ctx)
 	case w.public != nil:
 		w.serveStatic(ctx)
 	case string(path) == "/":

@@ -3,6 +3,7 @@ package worker
 import (
 	"bufio"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,10 @@ import (
 //	                          and to notice a client that vanished
 //	event: expired            the token expired (then the stream ends)
 //	data: token expired
+//	event: join               with --presence and ?presence=1: a
+//	data: {"presence":"join","channel":"room","client":"…","user":"alice"}
+//	event: leave              subscriber joined or left the channel
+//	data: {"presence":"leave",…}
 //
 // With --history-size, every event carries `id: <epoch>:<offset>`, its
 // position in the channel's history, and the stream opens with
@@ -75,6 +80,7 @@ const (
 	sseExpired  // the token expired
 	sseOverflow // the reader fell --max-backpressure behind
 	sseGone     // the client closed the connection, or sent on it
+	sseResume   // too much arrived during a recovery: the client resumes
 )
 
 // sseHub holds a worker's streams, to end them at shutdown.
@@ -170,6 +176,22 @@ func (s *sseStream) push(pos wsext.Position, data []byte, isText bool) {
 		// after the stream (Connection: close).
 		s.conn.Close()
 	}
+	s.signal()
+}
+
+// pushPresence queues a join or leave event: the OnPresence function.
+func (s *sseStream) pushPresence(ev wsext.PresenceEvent) {
+	data, _ := json.Marshal(ev)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != sseRunning {
+		return
+	}
+	s.buf = append(s.buf, "event: "...)
+	s.buf = append(s.buf, ev.Presence...)
+	s.buf = append(s.buf, "\ndata: "...)
+	s.buf = append(s.buf, data...)
+	s.buf = append(s.buf, "\n\n"...)
 	s.signal()
 }
 
@@ -329,6 +351,15 @@ func (w *Worker) serveSSE(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
+	var wantEvents bool
+	switch string(ctx.QueryArgs().Peek("presence")) {
+	case "", "0", "false":
+	case "1", "true":
+		wantEvents = w.cfg.Presence
+	default:
+		ctx.Error("400 Bad Request: presence must be 1 or 0\n", fasthttp.StatusBadRequest)
+		return
+	}
 	s := newSSEStream(w.sse, ctx.Conn(), w.cfg.MaxBackpressure)
 	if !w.sse.add(s) {
 		ctx.Error("503 Service Unavailable: shutting down\n", fasthttp.StatusServiceUnavailable)
@@ -343,9 +374,22 @@ func (w *Worker) serveSSE(ctx *fasthttp.RequestCtx) {
 	if pos, ok := parseEventID(lastID); ok {
 		since = &pos
 	}
-	sub, rec, err := w.ws.SubscribeFuncWith(channel, s.push, since)
-	if errors.Is(err, wsext.ErrNoHistory) {
-		err = nil // not recovered, which the status says
+	opts := wsext.SubscribeOptions{Since: since}
+	if w.cfg.Presence {
+		user, ok := w.presenceUser(ctx, g)
+		if !ok {
+			w.sse.remove(s)
+			return
+		}
+		opts.Presence = &wsext.Member{User: user}
+	}
+	if wantEvents {
+		opts.OnPresence = s.pushPresence
+	}
+	sub, rec, err := w.ws.SubscribeFuncWith(channel, s.push, opts)
+	overflow := errors.Is(err, wsext.ErrRecoveryOverflow)
+	if errors.Is(err, wsext.ErrNoHistory) || overflow {
+		err = nil // not recovered, which the status says; an overflow ends the stream below
 	}
 	if err != nil {
 		sub.Unsubscribe()
@@ -368,6 +412,11 @@ func (w *Worker) serveSSE(ctx *fasthttp.RequestCtx) {
 		w.auth.expired.Add(1)
 		s.end(sseExpired)
 	})
+	if overflow {
+		// What arrived during the recovery did not fit: the stream ends
+		// after what it has, and EventSource comes back with the last id.
+		s.end(sseResume)
+	}
 	h := &ctx.Response.Header
 	h.SetContentType("text/event-stream")
 	h.Set("Cache-Control", "no-store")

@@ -45,6 +45,9 @@ type Worker struct {
 	auth   *authenticator          // subscriber tokens, see auth.go; nil when off
 	sse    *sseHub                 // /sse streams, see sse.go
 	accept *acceptGuard            // keeps accept errors from ending Serve, see accept.go
+	// remoteHistory is set when the engine keeps the history: recovering
+	// a subscriber then waits for a round trip to the master or Redis.
+	remoteHistory bool
 	// rlog bounds the lines that can repeat per request, connection or
 	// message: one a second per kind.
 	rlog *ratelog.Limiter
@@ -62,6 +65,7 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 		return nil, err
 	}
 	w.auth = auth
+	w.remoteHistory = cfg.HistorySize > 0 && opts.Engine != nil
 	maxConns := resolveMaxConns(cfg.MaxConns, opts.Logger)
 	w.accept = newAcceptGuard(w.rlog)
 	w.ws = wsext.NewServer(wsext.Options{
@@ -75,6 +79,7 @@ func New(cfg config.Config, opts Options) (*Worker, error) {
 		Engine:               opts.Engine,
 		HistorySize:          cfg.HistorySize,
 		HistoryTTL:           cfg.HistoryTTL,
+		PresenceEvents:       cfg.Presence,
 	})
 	w.ws.SetMaxMsgSize(cfg.MaxMsgSize)
 	w.ws.SetTimeout(time.Duration(cfg.Timeout) * time.Second)

@@ -97,6 +97,11 @@
 //	                              all                            (their epoch changes)
 //	history replayed to a         the outgoing queue             as the outgoing queue
 //	subscriber that comes back
+//	live messages held while a    MaxBackpressure bytes per      the rest are dropped, and the
+//	HistoryEngine's history is    subscription, for one round    subscriber is closed with 1013
+//	read                          trip                           (ErrRecoveryOverflow) to resume
+//	presence (without a           one entry per listed           ends with the subscription
+//	PresenceEngine)               subscription
 //	a SubscribeFunc subscriber    its function's own queue       the caller's policy (wsd's SSE streams
 //	                                                             bound theirs by MaxBackpressure)
 //	an idle connection            no buffer, no goroutine        -
@@ -141,8 +146,11 @@
 // compress.go), which knows no connection; queue.go the outgoing queue of
 // frames, shared or owned; transport.go the polled and stream transports
 // behind one interface, with poll_linux.go the polled one's system calls
-// on the event loops of internal/poller; each.go Each; pubsub.go, sink.go
-// and envelope.go pub/sub, its positions and recovery.
+// on the event loops of internal/poller; each.go Each; pubsub.go and
+// sink.go pub/sub's channel table, with engine.go the interfaces of the
+// engines; envelope.go positions and the JSON envelope; recover.go
+// recovery through an engine that keeps the history; presence.go who
+// subscribes.
 //
 // # Compression
 //
@@ -159,4 +167,15 @@
 // messages to other processes and hosts: delivery is at most once, one
 // publisher's messages on one channel arrive in order, and a slow
 // subscriber is closed by MaxBackpressure.
+//
+// With Options.HistorySize, every published message gets a Position (an
+// offset per channel and the channel's epoch) and a subscriber may start
+// from one (SubscribeOptions.Since): it gets what it missed, then the live
+// messages, with no gap and no duplicate. Without an Engine the Server
+// keeps the history; a HistoryEngine keeps it for every process it serves
+// (wsd's master, Redis Streams) and numbers every publish, so that all
+// subscribers of a channel see one order. Presence (Server.Presence,
+// SubscribeOptions.Presence) lists who subscribes, across processes with a
+// PresenceEngine. The contract suite every engine passes is package
+// pubsub/enginetest.
 package wsext

@@ -27,8 +27,9 @@ import (
 //
 // The rule that follows: a callback runs on a loop shared with other
 // connections, so it must not block. A loop that stays in one turn for
-// over a second is logged (rate limited) with the connection it ran;
-// Options.GoroutinePerConn is the way out for callbacks that must block.
+// over poller.StallCheck (100 ms) is handed to a new goroutine, and the
+// stall is logged (rate limited) and counted; Options.GoroutinePerConn is
+// the way out for callbacks that must block.
 
 var errAgain = unix.EAGAIN
 

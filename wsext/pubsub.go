@@ -1,66 +1,30 @@
 package wsext
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
 	"github.com/wsd-server/wsd/internal/history"
 )
 
-// Engine carries published messages between processes (and hosts); the
-// packages under pubsub/ in this module provide one for the workers of a
-// wsd master and one for Redis. With no Engine (Options.Engine nil),
-// messages stay in the process: the in-process engine.
-//
-// A Server delivers a publish to its own subscribers itself, at once; the
-// engine only forwards it to the other processes and hands their publishes
-// back through the deliver function given to Start. An engine must
-// therefore never deliver a process's own publishes back to it.
-//
-// An engine serves one Server. Its contract:
-//
-//   - Delivery is at most once: a message that cannot be forwarded is lost,
-//     and Publish says so with an error when it knows.
-//   - Order: the messages one process publishes on one channel, one after
-//     the other, reach every other process in that order.
-//   - Subscribe and Unsubscribe are idempotent and keep the engine's
-//     subscriptions across its own reconnections; a subscription takes
-//     effect once the engine's peer (the master, Redis) has seen it.
-//   - Publish, Subscribe and Unsubscribe are called from any goroutine and
-//     must not keep data after they return. Subscribe and Unsubscribe
-//     should not wait for the network: the Server calls them, one at a
-//     time, as connections open and close.
-type Engine interface {
-	// Start begins receiving; deliver is called for every message another
-	// process published on a channel this process subscribes to. deliver
-	// does not keep data after it returns; calls for one channel must not
-	// overlap if they are to stay in order. The Server calls Start once,
-	// before its first Publish or Subscribe reaches the engine.
-	Start(deliver func(channel string, data []byte, isText bool)) error
-	// Publish forwards a message to the other processes.
-	Publish(channel string, data []byte, isText bool) error
-	// Subscribe is called when this process gains its first subscriber on
-	// channel, Unsubscribe when it loses its last.
-	Subscribe(channel string) error
-	Unsubscribe(channel string) error
-	// Close stops the engine. The Server never calls it: the engine's
-	// owner does, after the Server's Shutdown.
-	Close() error
-}
-
 // pubsub is a Server's channel table: which connections of this process
 // subscribe to which channel, and which channels the engine subscribes.
 type pubsub struct {
 	srv      *Server
 	mu       sync.RWMutex
-	channels map[string]map[*Conn]bool // connection → wants the JSON envelope
+	channels map[string]map[*Conn]*subscriber
 	// funcs holds the Subscriptions of SubscribeFunc (sink.go), by channel.
 	funcs map[string]map[*Subscription]struct{}
 	// remote holds the channels the engine subscribes; it is written
 	// under both engMu and mu, so either lock is enough to read it.
 	remote map[string]bool
+	// members is the presence of each channel, by client, when no
+	// PresenceEngine keeps it.
+	members map[string]map[string]Member
 
 	// engMu serialises the calls that change the engine's subscriptions,
 	// so that concurrent first and last subscribers of a channel cannot
@@ -72,7 +36,7 @@ type pubsub struct {
 
 func (p *pubsub) init(s *Server) {
 	p.srv = s
-	p.channels = make(map[string]map[*Conn]bool)
+	p.channels = make(map[string]map[*Conn]*subscriber)
 	p.remote = make(map[string]bool)
 }
 
@@ -137,6 +101,19 @@ type SubscribeOptions struct {
 	// channel after that position, from its history, then the live ones:
 	// no gap and no duplicate. The zero Position asks for all the history.
 	Since *Position
+	// Presence, when not nil, lists the subscription in the channel's
+	// presence (Server.Presence) as this member until it ends. For a
+	// connection an empty Client is filled in with an id unique across
+	// processes.
+	Presence *Member
+	// PresenceEvents also writes the channel's join and leave events to the
+	// connection, as PresenceEvent JSON text messages (with
+	// Options.PresenceEvents).
+	PresenceEvents bool
+	// OnPresence, for SubscribeFuncWith, is called with the channel's join
+	// and leave events (with Options.PresenceEvents). Like the message
+	// function it must not block.
+	OnPresence func(ev PresenceEvent)
 }
 
 // Recovery is what SubscribeWith could replay.
@@ -166,23 +143,41 @@ func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 		return Recovery{}, ErrClosed
 	}
 	p := &s.pubsub
+	sub := &subscriber{envelope: opts.Envelope}
 	p.mu.Lock()
-	msgs, rec, noHistory := s.recoverLocked(channel, opts.Since)
-	if opts.Envelope {
-		ws.writeStatus(rec)
-	}
-	for _, m := range msgs {
-		pm := newPositioned(channel, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText, opts.Envelope)
-		ws.WritePrepared(pm)
-		pm.Release()
+	var (
+		rec       Recovery
+		noHistory error
+		pend      *pending
+	)
+	if s.histEng != nil && (opts.Envelope || opts.Since != nil) {
+		// The engine's history is read after the engine subscribes
+		// (recoverFromEngine); what arrives meanwhile is held.
+		pend = &pending{max: s.opts.MaxBackpressure}
+		sub.held.Store(pend)
+	} else {
+		var msgs []history.Message
+		msgs, rec, noHistory = s.recoverLocked(channel, opts.Since)
+		if opts.Envelope {
+			ws.writeStatus(rec)
+		}
+		for _, m := range msgs {
+			pm := newPositioned(channel, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText, opts.Envelope)
+			ws.WritePrepared(pm)
+			pm.Release()
+		}
 	}
 	subs := p.channels[channel]
 	if subs == nil {
-		subs = make(map[*Conn]bool)
+		subs = make(map[*Conn]*subscriber)
 		p.channels[channel] = subs
 	}
-	_, already := subs[ws]
-	subs[ws] = opts.Envelope
+	old, already := subs[ws]
+	if already && old.member != nil {
+		// Subscribing again keeps the listing of the first subscription.
+		sub.member = old.member
+	}
+	subs[ws] = sub
 	needEngine := s.opts.Engine != nil && !p.remote[channel]
 	p.mu.Unlock()
 	if !already {
@@ -198,8 +193,48 @@ func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 	}
 	if needEngine {
 		if err := p.syncEngine(channel); err != nil {
+			if pend != nil {
+				pend.abandon(&sub.held)
+			}
 			return rec, err
 		}
+	}
+	if pend != nil {
+		var err error
+		rec, err = s.recoverFromEngine(channel, opts.Since, pend, &sub.held,
+			func(r Recovery) {
+				if opts.Envelope {
+					ws.writeStatus(r)
+				}
+			},
+			func(pos Position, data []byte, isText bool) {
+				pm := newPositioned(channel, pos, data, isText, opts.Envelope)
+				ws.WritePrepared(pm)
+				pm.Release()
+			})
+		if errors.Is(err, ErrRecoveryOverflow) {
+			// The subscriber would miss what was not held: it comes back
+			// from its last offset instead.
+			ws.CloseWithCode(CloseTryAgainLater, "too much to recover at once; reconnect")
+		}
+		if err != nil {
+			return rec, err
+		}
+	}
+	if opts.Presence != nil && !already {
+		m := *opts.Presence
+		if m.Client == "" {
+			m.Client = s.clientID(ws.uuid)
+		}
+		p.mu.Lock()
+		if cur, ok := p.channels[channel][ws]; ok {
+			cur.member = &m
+		}
+		p.mu.Unlock()
+		s.join(channel, m)
+	}
+	if opts.PresenceEvents {
+		s.subscribeEvents(ws, channel)
 	}
 	return rec, noHistory
 }
@@ -234,6 +269,10 @@ func (s *Server) Unsubscribe(ws *Conn, channel string) error {
 		}
 	}
 	ws.udataMu.Unlock()
+	if !strings.HasPrefix(channel, presenceEventsPrefix) {
+		// The channel's presence events go with it, if ws took them.
+		s.pubsub.remove(ws, presenceChannel(channel))
+	}
 	return s.pubsub.remove(ws, channel)
 }
 
@@ -244,12 +283,16 @@ func (p *pubsub) remove(ws *Conn, channel string) error {
 		p.mu.Unlock()
 		return nil
 	}
+	sub := subs[ws]
 	delete(subs, ws)
 	if len(subs) == 0 {
 		delete(p.channels, channel)
 	}
 	last := !p.subscribed(channel)
 	p.mu.Unlock()
+	if sub != nil && sub.member != nil {
+		p.srv.leave(channel, *sub.member)
+	}
 	if last && p.srv.opts.Engine != nil {
 		return p.syncEngine(channel)
 	}
@@ -329,26 +372,31 @@ func (p *pubsub) dropAll(ws *Conn) {
 // subscriber too slow to take them is closed by the MaxBackpressure limit
 // like any other, so no subscriber delays the others.
 func (s *Server) Publish(channel string, data []byte, isText bool) error {
-	_, err := s.publish(nil, channel, data, isText)
+	_, err := s.publish(nil, channel, data, isText, false)
 	return err
 }
 
 // PublishPosition publishes like Publish and returns the message's
 // position in the channel's history (the zero Position without history).
 func (s *Server) PublishPosition(channel string, data []byte, isText bool) (Position, error) {
-	return s.publish(nil, channel, data, isText)
+	return s.publish(nil, channel, data, isText, true)
 }
 
 // Publish publishes a message like Server.Publish, to every subscriber of
 // channel except c itself, whether or not c subscribes.
 func (c *Conn) Publish(channel string, data []byte, isText bool) error {
-	_, err := c.srv.publish(c, channel, data, isText)
+	_, err := c.srv.publish(c, channel, data, isText, false)
 	return err
 }
 
-func (s *Server) publish(except *Conn, channel string, data []byte, isText bool) (Position, error) {
+// publish publishes; wait asks for the message's position even when the
+// engine would not need to be waited for (publishThroughHistory).
+func (s *Server) publish(except *Conn, channel string, data []byte, isText, wait bool) (Position, error) {
 	if isText && !utf8.Valid(data) {
 		return Position{}, ErrInvalidUTF8
+	}
+	if s.histEng != nil {
+		return s.publishThroughHistory(except, channel, data, isText, wait)
 	}
 	pos := s.deliver(except, channel, data, isText, true)
 	e, err := s.pubsub.engine()
@@ -381,16 +429,27 @@ func (s *Server) deliver(except *Conn, channel string, data []byte, isText, reco
 	if record && s.hist != nil {
 		pos = Position(s.hist.Add(channel, data, isText))
 	}
-	for c, env := range p.channels[channel] {
+	for c, sub := range p.channels[channel] {
 		switch {
 		case c == except:
-		case env:
+		case sub.envelope:
 			toEnv = append(toEnv, c)
 		default:
 			to = append(to, c)
 		}
 	}
+	funcs := p.funcsLocked(channel)
 	p.mu.RUnlock()
+	writeAll(channel, pos, data, isText, to, toEnv)
+	putSubs(sp, to)
+	putSubs(se, toEnv)
+	p.deliverFuncs(funcs, pos, data, isText)
+	return pos
+}
+
+// writeAll writes a message to subscribers: to as it is, encoded once for
+// all, toEnv in the JSON envelope, encoded once for all.
+func writeAll(channel string, pos Position, data []byte, isText bool, to, toEnv []*Conn) {
 	if len(to) > 0 {
 		pm := NewPreparedMessage(data, isText)
 		for _, c := range to {
@@ -405,10 +464,6 @@ func (s *Server) deliver(except *Conn, channel string, data []byte, isText, reco
 		}
 		pe.Release()
 	}
-	putSubs(sp, to)
-	putSubs(se, toEnv)
-	p.deliverFuncs(channel, pos, data, isText)
-	return pos
 }
 
 var subsPool = sync.Pool{New: func() any { s := make([]*Conn, 0, 64); return &s }}
@@ -446,7 +501,13 @@ func (p *pubsub) engineCall(op int, e Engine, channel string, data []byte, isTex
 	}()
 	switch op {
 	case opStart:
-		return e.Start(p.srv.deliverLocal)
+		if err := e.Start(p.srv.deliverLocal); err != nil {
+			return err
+		}
+		if p.srv.histEng != nil {
+			return p.srv.histEng.StartHistory(p.srv.deliverPositioned)
+		}
+		return nil
 	case opPublish:
 		return e.Publish(channel, data, isText)
 	case opSubscribe:

@@ -66,18 +66,26 @@ type Options struct {
 	Engine Engine
 	// HistorySize is how many recent messages each pub/sub channel keeps,
 	// so that a subscriber coming back can get what it missed
-	// (SubscribeOptions.Since); 0 keeps none. In this version history is
-	// kept only without an Engine: messages that other processes publish
-	// would be missing from it.
+	// (SubscribeOptions.Since); 0 keeps none. Without an Engine the Server
+	// keeps the history itself. With an Engine that is a HistoryEngine, the
+	// engine keeps it (configured on the engine's side; here any value
+	// above 0 turns it on) and numbers every publish; with another Engine
+	// there is no history, since the other processes' messages would be
+	// missing from it.
 	HistorySize int
 	// HistoryTTL is how long a message stays in the history; 0 means as
-	// long as it is among the last HistorySize.
+	// long as it is among the last HistorySize. Without an Engine only.
 	HistoryTTL time.Duration
 	// HistoryMaxBytes bounds the history of all channels together
 	// (payloads plus 64 bytes a message); over it, the least recently
 	// published channels lose their history (and change epoch). 0 means
-	// DefaultHistoryMaxBytes.
+	// DefaultHistoryMaxBytes. Without an Engine only.
 	HistoryMaxBytes int64
+	// PresenceEvents publishes a join and a leave event on a channel
+	// whenever a subscription listed in its presence
+	// (SubscribeOptions.Presence) begins and ends, for the subscribers that
+	// ask for them (SubscribeOptions.PresenceEvents, OnPresence).
+	PresenceEvents bool
 	// GoroutinePerConn runs every connection on its own goroutine instead of
 	// the shared event loops, the mode TLS connections always use: the way
 	// out for callbacks that must block (see the Poller section of the
@@ -102,7 +110,10 @@ type Server struct {
 	startOnce sync.Once
 	stats     counters
 	pubsub    pubsub
-	hist      *history.Store // nil without history
+	hist      *history.Store // nil without history, or when histEng keeps it
+	histEng   HistoryEngine  // the engine, when it keeps the history
+	presEng   PresenceEngine // the engine, when it keeps presence
+	id        string         // random, names this Server's clients in presence
 }
 
 // NewServer returns a Server with the default settings.
@@ -130,6 +141,13 @@ func NewServer(opts Options) *Server {
 	}
 	s.reg.init()
 	s.pubsub.init(s)
+	s.id = randomID()
+	if he, ok := opts.Engine.(HistoryEngine); ok && opts.HistorySize > 0 {
+		s.histEng = he
+	}
+	if pe, ok := opts.Engine.(PresenceEngine); ok {
+		s.presEng = pe
+	}
 	if opts.HistorySize > 0 && opts.Engine == nil {
 		if opts.HistoryMaxBytes <= 0 {
 			opts.HistoryMaxBytes = DefaultHistoryMaxBytes

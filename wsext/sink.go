@@ -1,6 +1,7 @@
 package wsext
 
 import (
+	"github.com/wsd-server/wsd/internal/history"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,11 @@ type Subscription struct {
 	fn      func(pos Position, data []byte, isText bool)
 	done    atomic.Bool
 	once    sync.Once
+	// held is set while the subscription is being recovered (see
+	// subscriber.held).
+	held   atomic.Pointer[pending]
+	member *Member       // listed in the channel's presence, or nil
+	events *Subscription // the channel's presence events, or nil
 }
 
 // SubscribeFunc subscribes fn to channel, through the same channel table
@@ -34,23 +40,37 @@ type Subscription struct {
 // that is not enough. Server.Shutdown does not end Subscriptions: their
 // owner does.
 func (s *Server) SubscribeFunc(channel string, fn func(data []byte, isText bool)) (*Subscription, error) {
-	sub, _, err := s.SubscribeFuncWith(channel, func(_ Position, data []byte, isText bool) { fn(data, isText) }, nil)
+	sub, _, err := s.SubscribeFuncWith(channel, func(_ Position, data []byte, isText bool) { fn(data, isText) }, SubscribeOptions{})
 	return sub, err
 }
 
 // SubscribeFuncWith subscribes fn like SubscribeFunc, with each message's
-// position in the channel's history, and, when since is not nil, first the
-// messages published after since (see SubscribeOptions.Since): fn gets them
-// before SubscribeFuncWith returns, then the live ones, with no gap and no
-// duplicate. On a Server without history since cannot be served: fn is
-// subscribed all the same, not recovered, and ErrNoHistory is returned.
-func (s *Server) SubscribeFuncWith(channel string, fn func(pos Position, data []byte, isText bool), since *Position) (*Subscription, Recovery, error) {
+// position in the channel's history, and, when opts.Since is not nil,
+// first the messages published after it (see SubscribeOptions.Since): fn
+// gets them before SubscribeFuncWith returns, then the live ones, with no
+// gap and no duplicate. opts.Presence lists the subscription in the
+// channel's presence, opts.OnPresence receives its events; opts.Envelope
+// and opts.PresenceEvents are for connections and ignored here. On a
+// Server without history Since cannot be served: fn is subscribed all the
+// same, not recovered, and ErrNoHistory is returned.
+func (s *Server) SubscribeFuncWith(channel string, fn func(pos Position, data []byte, isText bool), opts SubscribeOptions) (*Subscription, Recovery, error) {
 	sub := &Subscription{srv: s, channel: channel, fn: fn}
 	p := &s.pubsub
+	var (
+		rec       Recovery
+		noHistory error
+		pend      *pending
+	)
 	p.mu.Lock()
-	msgs, rec, noHistory := s.recoverLocked(channel, since)
-	for _, m := range msgs {
-		p.callFunc(sub, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText)
+	if s.histEng != nil {
+		pend = &pending{max: s.opts.MaxBackpressure}
+		sub.held.Store(pend)
+	} else {
+		var msgs []history.Message
+		msgs, rec, noHistory = s.recoverLocked(channel, opts.Since)
+		for _, m := range msgs {
+			p.callFunc(sub, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText)
+		}
 	}
 	if p.funcs == nil {
 		p.funcs = make(map[string]map[*Subscription]struct{})
@@ -65,7 +85,37 @@ func (s *Server) SubscribeFuncWith(channel string, fn func(pos Position, data []
 	p.mu.Unlock()
 	if needEngine {
 		if err := p.syncEngine(channel); err != nil {
+			if pend != nil {
+				pend.abandon(&sub.held)
+			}
 			return sub, rec, err
+		}
+	}
+	if pend != nil {
+		var err error
+		rec, err = s.recoverFromEngine(channel, opts.Since, pend, &sub.held, func(Recovery) {},
+			func(pos Position, data []byte, isText bool) { p.callFunc(sub, pos, data, isText) })
+		if err != nil {
+			return sub, rec, err
+		}
+	}
+	if opts.Presence != nil {
+		m := *opts.Presence
+		if m.Client == "" {
+			m.Client = s.clientID(s.nextUUID.Add(1))
+		}
+		sub.member = &m
+		s.join(channel, m)
+	}
+	if on := opts.OnPresence; on != nil {
+		evs, err := s.SubscribeFunc(presenceChannel(channel), func(data []byte, _ bool) {
+			if ev, ok := parsePresenceEvent(data); ok {
+				on(ev)
+			}
+		})
+		sub.events = evs
+		if err != nil {
+			s.logs.Warn("presence events", "wsext: subscribing to presence events", "channel", channel, "err", err)
 		}
 	}
 	return sub, rec, noHistory
@@ -90,6 +140,12 @@ func (sub *Subscription) Unsubscribe() error {
 		if last && sub.srv.opts.Engine != nil {
 			err = p.syncEngine(sub.channel)
 		}
+		if sub.member != nil {
+			sub.srv.leave(sub.channel, *sub.member)
+		}
+		if sub.events != nil {
+			sub.events.Unsubscribe()
+		}
 	})
 	return err
 }
@@ -108,24 +164,38 @@ func (s *Server) FuncSubscribers(channel string) int {
 	return len(s.pubsub.funcs[channel])
 }
 
-// deliverFuncs passes a message to the Subscriptions of channel. They are
-// copied out first, as deliver copies the connections, so that no lock is
-// held while they run.
-func (p *pubsub) deliverFuncs(channel string, pos Position, data []byte, isText bool) {
-	p.mu.RLock()
-	n := len(p.funcs[channel])
-	if n == 0 {
-		p.mu.RUnlock()
-		return
+// funcsLocked copies out the Subscriptions of channel, so that no lock is
+// held while they run, as deliver copies the connections; p.mu must be
+// held, the same hold in which the message got its position, or a
+// subscriber recovering meanwhile could get it twice. It returns nil when
+// there are none; pass the result to deliverFuncs.
+func (p *pubsub) funcsLocked(channel string) *[]*Subscription {
+	if len(p.funcs[channel]) == 0 {
+		return nil
 	}
 	sp := funcsPool.Get().(*[]*Subscription)
 	to := (*sp)[:0]
 	for sub := range p.funcs[channel] {
 		to = append(to, sub)
 	}
-	p.mu.RUnlock()
+	*sp = to
+	return sp
+}
+
+// deliverFuncs passes a message to the Subscriptions funcsLocked copied
+// out, and gives the copy back.
+func (p *pubsub) deliverFuncs(sp *[]*Subscription, pos Position, data []byte, isText bool) {
+	if sp == nil {
+		return
+	}
+	to := *sp
 	for _, sub := range to {
-		if !sub.done.Load() {
+		if sub.done.Load() {
+			continue
+		}
+		if pd := sub.held.Load(); pd != nil {
+			pd.deliver(pos, data, isText, func() { p.callFunc(sub, pos, data, isText) })
+		} else {
 			p.callFunc(sub, pos, data, isText)
 		}
 	}

@@ -35,6 +35,34 @@ func newSender(conn net.Conn, max int) *sender {
 // queue appends a frame of size bytes, written by enc, to the queue. An
 // empty queue takes a frame of any size.
 func (s *sender) queue(size int, enc func([]byte) []byte) error {
+	return s.add(size, admitFrame, enc)
+}
+
+// queueAnswer appends the frames of an answer to a request, size bytes in
+// all, written by enc. They go in whole while no more than max bytes
+// wait, whatever their own size: a history answer may be larger than max
+// (it is bounded by the history's own byte limit), and is never split.
+func (s *sender) queueAnswer(size int, enc func([]byte) []byte) error {
+	return s.add(size, admitAnswer, enc)
+}
+
+// queueAll appends frames with no limit, for bytes bounded otherwise: the
+// subscriptions and presence entries an Engine replays on a new
+// connection, which the Hub has not begun to read.
+func (s *sender) queueAll(enc func([]byte) []byte) error {
+	return s.add(0, admitAll, enc)
+}
+
+// admit is how a queue limits what it takes.
+type admit int
+
+const (
+	admitFrame  admit = iota // within max, the new frame included, or into an empty queue
+	admitAnswer              // if at most max bytes wait before it
+	admitAll                 // always
+)
+
+func (s *sender) add(size int, how admit, enc func([]byte) []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -43,8 +71,15 @@ func (s *sender) queue(size int, enc func([]byte) []byte) error {
 		}
 		return net.ErrClosed
 	}
-	if len(s.buf) > 0 && len(s.buf)+size > s.max {
-		return ErrQueueFull
+	switch how {
+	case admitFrame:
+		if len(s.buf) > 0 && len(s.buf)+size > s.max {
+			return ErrQueueFull
+		}
+	case admitAnswer:
+		if len(s.buf) > s.max {
+			return ErrQueueFull
+		}
 	}
 	if len(s.buf) == 0 {
 		s.wake.Signal()

@@ -27,8 +27,10 @@ const DefaultPrefix = "wsd:"
 // reached: the message reached no other process.
 var ErrUnavailable = errors.New("redis: unavailable")
 
-// The payload of a message on Redis: a version byte, a flags byte (bit 0:
-// text), the publishing Engine's 8-byte origin id, then the message.
+// The payload of a message on Redis (Publish): a version byte, a flags
+// byte (bit 0: text), the publishing Engine's 8-byte origin id, then the
+// message. PublishHistory's payload has a version of its own
+// (payloadHistory).
 const (
 	payloadVersion = 1
 	flagText       = 1
@@ -59,16 +61,36 @@ type Options struct {
 	// silent before it is pinged; one that does not answer the ping within
 	// another interval is replaced. 0 means 15 seconds.
 	HealthInterval time.Duration
+
+	// HistorySize is how many messages PublishHistory keeps per channel,
+	// in a Redis Stream. 0 means none: PublishHistory still delivers, with
+	// offset 0 and epoch "", and History answers the top (0, ""). The
+	// history options apply to this Engine's publishes and reads: every
+	// Engine on one Redis and Prefix should have the same.
+	HistorySize int
+	// HistoryTTL is how long a kept message stays in the history; 0 means
+	// no limit. A channel with no publish for HistoryTTL loses its history
+	// altogether, and its next publish starts a new epoch.
+	HistoryTTL time.Duration
+	// PresenceTTL is how long a process's presence entries last in Redis
+	// unless it refreshes them, which it does every PresenceTTL/3: the
+	// entries of a process killed without Leave go within PresenceTTL.
+	// 0 means 30 seconds.
+	PresenceTTL time.Duration
+	// RequestTimeout bounds PublishHistory, History and Presence, waits
+	// included; 0 means 5 seconds.
+	RequestTimeout time.Duration
 }
 
 // Engine is a wsext.Engine over Redis PUBLISH and SUBSCRIBE: daemons on
-// different hosts that share a Redis share channels.
+// different hosts that share a Redis share channels. It is also a
+// wsext.HistoryEngine, over Redis Streams, and a wsext.PresenceEngine.
 type Engine struct {
 	opts   Options
 	log    *slog.Logger
 	rlog   *ratelog.Limiter // the lines that can repeat per publish or message: one a second per kind
 	client *goredis.Client
-	origin [originSize]byte
+	node   [originSize]byte // this Engine's random id, the origin id of its payloads
 
 	// Subscriptions are made by a goroutine of their own (syncSubs) so
 	// that Subscribe and Unsubscribe never wait for Redis: wsext calls
@@ -78,16 +100,32 @@ type Engine struct {
 	want map[string]bool // channels this process subscribes to
 	have map[string]bool // channels given to ps
 	kick chan struct{}   // wakes syncSubs
+	// History must know when Redis has made a subscription (see
+	// awaitSubscribed): the receive goroutine keeps which channels the
+	// current connection's confirmations say are subscribed, and answers
+	// the PINGs that awaitSubscribed sends after its SUBSCRIBEs.
+	active map[string]bool          // prefixed channel names, as Redis confirmed them
+	pings  map[string]chan struct{} // closed when the PONG of that payload arrives
+	lost   chan struct{}            // closed, and replaced, when the connection is lost
+	// subSem orders syncOnce's SUBSCRIBEs and UNSUBSCRIBEs with
+	// awaitSubscribed's PINGs; a channel rather than a mutex, so that
+	// History can give up waiting for it.
+	subSem chan struct{}
+	pingN  atomic.Uint64
 
-	deliver atomic.Pointer[func(channel string, data []byte, isText bool)]
-	ctx     context.Context
-	cancel  context.CancelFunc
-	started atomic.Bool
-	stopped sync.WaitGroup
+	presence presence
+	fwd      forwarder // ForwardHistory's queue and goroutine
 
-	// While Redis is known to be down, Publish fails at once, but for one
-	// attempt a second: a Redis that does not answer would otherwise hold
-	// every publisher for Timeout.
+	deliver     atomic.Pointer[func(channel string, data []byte, isText bool)]
+	deliverHist atomic.Pointer[func(channel string, offset uint64, epoch string, origin uint64, data []byte, isText bool)]
+	ctx         context.Context
+	cancel      context.CancelFunc
+	startOnce   sync.Once
+	stopped     sync.WaitGroup
+
+	// While Redis is known to be down, Publish, PublishHistory, History
+	// and Presence fail at once, but for one attempt a second: a Redis
+	// that does not answer would otherwise hold every caller for Timeout.
 	down    atomic.Bool
 	lastTry atomic.Int64 // unix nanoseconds of the last attempt while down
 }
@@ -111,6 +149,18 @@ func New(opts Options) (*Engine, error) {
 	if opts.HealthInterval <= 0 {
 		opts.HealthInterval = 15 * time.Second
 	}
+	if opts.HistorySize < 0 {
+		opts.HistorySize = 0
+	}
+	if opts.HistoryTTL < 0 {
+		opts.HistoryTTL = 0
+	}
+	if opts.PresenceTTL <= 0 {
+		opts.PresenceTTL = 30 * time.Second
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 5 * time.Second
+	}
 	// A PUBLISH is never sent twice: one whose answer was lost may have
 	// been delivered, and delivery is at most once.
 	ro.MaxRetries = -1
@@ -121,6 +171,9 @@ func New(opts Options) (*Engine, error) {
 	ro.ReadTimeout = opts.Timeout
 	ro.WriteTimeout = opts.Timeout
 	ro.DisableIdentity = true
+	// A context's deadline bounds the command too, not only Timeout:
+	// RequestTimeout covers History's wait and its script together.
+	ro.ContextTimeoutEnabled = true
 	e := &Engine{
 		opts:   opts,
 		log:    opts.Logger,
@@ -129,24 +182,36 @@ func New(opts Options) (*Engine, error) {
 		want:   make(map[string]bool),
 		have:   make(map[string]bool),
 		kick:   make(chan struct{}, 1),
+		active: make(map[string]bool),
+		pings:  make(map[string]chan struct{}),
+		lost:   make(chan struct{}),
+		subSem: make(chan struct{}, 1),
 	}
-	crand.Read(e.origin[:])
+	e.presence.init()
+	crand.Read(e.node[:])
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.ps = e.client.Subscribe(e.ctx)
 	return e, nil
 }
 
 // Start starts receiving: deliver gets every message another process
-// published on a channel this one subscribes to.
+// published with Publish on a channel this one subscribes to.
 func (e *Engine) Start(deliver func(channel string, data []byte, isText bool)) error {
-	if !e.started.CompareAndSwap(false, true) {
+	if !e.deliver.CompareAndSwap(nil, &deliver) {
 		return errors.New("redis: engine already started")
 	}
-	e.deliver.Store(&deliver)
-	e.stopped.Add(2)
-	go e.receive()
-	go e.syncSubs()
+	e.start()
 	return nil
+}
+
+// start starts the Engine's goroutines, the first time.
+func (e *Engine) start() {
+	e.startOnce.Do(func() {
+		e.stopped.Add(3)
+		go e.receive()
+		go e.syncSubs()
+		go e.presenceLoop()
+	})
 }
 
 // Publish sends a message to the other processes with one PUBLISH, waiting
@@ -154,35 +219,51 @@ func (e *Engine) Start(deliver func(channel string, data []byte, isText bool)) e
 // and so every subscriber, in order. When Redis cannot be reached the error
 // wraps ErrUnavailable, the failure is logged, and the message is lost.
 func (e *Engine) Publish(channel string, data []byte, isText bool) error {
-	if e.down.Load() {
-		now := time.Now().UnixNano()
-		last := e.lastTry.Load()
-		if now-last < int64(time.Second) || !e.lastTry.CompareAndSwap(last, now) {
-			err := fmt.Errorf("%w: publishing on %q: Redis is down", ErrUnavailable, channel)
-			e.publishFailed(channel, err)
-			return err
-		}
+	if e.skip() {
+		err := fmt.Errorf("%w: publishing on %q: Redis is down", ErrUnavailable, channel)
+		e.publishFailed(channel, err)
+		return err
 	}
 	payload := make([]byte, headerSize+len(data))
 	payload[0] = payloadVersion
 	if isText {
 		payload[1] = flagText
 	}
-	copy(payload[2:], e.origin[:])
+	copy(payload[2:], e.node[:])
 	copy(payload[headerSize:], data)
 	ctx, cancel := context.WithTimeout(e.ctx, e.opts.Timeout)
 	defer cancel()
 	if err := e.client.Publish(ctx, e.opts.Prefix+channel, payload).Err(); err != nil {
 		e.publishFailed(channel, err)
-		if isNetwork(err) {
-			e.lastTry.Store(time.Now().UnixNano())
-			e.down.Store(true)
-			return fmt.Errorf("%w: publishing on %q: %w", ErrUnavailable, channel, err)
-		}
-		return fmt.Errorf("redis: publishing on %q: %w", channel, err)
+		return e.failed(err, "publishing on %q", channel)
 	}
 	e.down.Store(false)
 	return nil
+}
+
+// skip reports whether a request should fail at once because Redis is
+// known to be down; one request a second is let through to find out
+// whether it is back.
+func (e *Engine) skip() bool {
+	if !e.down.Load() {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := e.lastTry.Load()
+	return now-last < int64(time.Second) || !e.lastTry.CompareAndSwap(last, now)
+}
+
+// failed wraps the error of a request to Redis, what (a format with args)
+// saying which; a network error marks Redis down, and is wrapped with
+// ErrUnavailable.
+func (e *Engine) failed(err error, what string, args ...any) error {
+	what = fmt.Sprintf(what, args...)
+	if isNetwork(err) {
+		e.lastTry.Store(time.Now().UnixNano())
+		e.down.Store(true)
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
+	}
+	return fmt.Errorf("redis: %s: %w", what, err)
 }
 
 // publishFailed logs failed publishes: the first at once, then at most one
@@ -233,35 +314,47 @@ func (e *Engine) syncSubs() {
 			return
 		case <-e.kick:
 		}
-		e.mu.Lock()
-		var add, del []string
-		for ch := range e.want {
-			if !e.have[ch] {
-				add = append(add, e.opts.Prefix+ch)
-				e.have[ch] = true
-			}
+		select {
+		case <-e.ctx.Done():
+			return
+		case e.subSem <- struct{}{}:
 		}
-		for ch := range e.have {
-			if !e.want[ch] {
-				del = append(del, e.opts.Prefix+ch)
-				delete(e.have, ch)
-			}
-		}
-		ps := e.ps
-		e.mu.Unlock()
 		ctx, cancel := context.WithTimeout(e.ctx, e.opts.Timeout)
-		if len(add) > 0 {
-			if err := ps.Subscribe(ctx, add...); err != nil {
-				e.rlog.Log(slog.LevelDebug, "subscribe", "pub/sub: subscribing on Redis; again on reconnection", "channels", len(add), "err", err)
-			}
-		}
-		if len(del) > 0 {
-			if err := ps.Unsubscribe(ctx, del...); err != nil {
-				// A failed connection is replaced without them.
-				e.rlog.Log(slog.LevelDebug, "unsubscribe", "pub/sub: unsubscribing on Redis", "channels", len(del), "err", err)
-			}
-		}
+		e.syncOnce(ctx)
 		cancel()
+		<-e.subSem
+	}
+}
+
+// syncOnce gives the subscription connection the channels wanted that it
+// lacks and takes away those no longer wanted. The caller holds subSem.
+func (e *Engine) syncOnce(ctx context.Context) {
+	e.mu.Lock()
+	var add, del []string
+	for ch := range e.want {
+		if !e.have[ch] {
+			add = append(add, e.opts.Prefix+ch)
+			e.have[ch] = true
+		}
+	}
+	for ch := range e.have {
+		if !e.want[ch] {
+			del = append(del, e.opts.Prefix+ch)
+			delete(e.have, ch)
+		}
+	}
+	ps := e.ps
+	e.mu.Unlock()
+	if len(add) > 0 {
+		if err := ps.Subscribe(ctx, add...); err != nil {
+			e.rlog.Log(slog.LevelDebug, "subscribe", "pub/sub: subscribing on Redis; again on reconnection", "channels", len(add), "err", err)
+		}
+	}
+	if len(del) > 0 {
+		if err := ps.Unsubscribe(ctx, del...); err != nil {
+			// A failed connection is replaced without them.
+			e.rlog.Log(slog.LevelDebug, "unsubscribe", "pub/sub: unsubscribing on Redis", "channels", len(del), "err", err)
+		}
 	}
 }
 
@@ -276,6 +369,8 @@ func (e *Engine) Close() error {
 	err := e.ps.Close()
 	e.mu.Unlock()
 	e.stopped.Wait()
+	// After presenceLoop has stopped, so that no refresh follows.
+	e.leaveAll()
 	return errors.Join(err, e.client.Close())
 }
 
@@ -301,12 +396,16 @@ func (e *Engine) receive() {
 			return
 		}
 		if err != nil {
-			switch {
-			case isTimeout(err) && !down && !pinged:
+			if isTimeout(err) && !down && !pinged {
 				// Quiet, or dead: a ping tells, within another interval.
 				pinged = true
 				e.pubsub().Ping(e.ctx)
 				continue
+			}
+			// The connection is gone, or about to be replaced, and its
+			// subscriptions with it.
+			e.connLost()
+			switch {
 			case isTimeout(err) && !down:
 				e.log.Warn("pub/sub: Redis does not answer; reconnecting", "silent_for", 2*e.opts.HealthInterval)
 				e.replace()
@@ -333,11 +432,51 @@ func (e *Engine) receive() {
 			n := len(e.have)
 			e.mu.Unlock()
 			e.log.Info("pub/sub: reconnected to Redis; channels resubscribed", "channels", n)
+			// A Redis that restarted has lost the presence entries.
+			e.presence.wake(e.presence.refresh)
 		}
-		if msg, ok := m.(*goredis.Message); ok {
-			e.handle(msg)
+		switch m := m.(type) {
+		case *goredis.Message:
+			e.handle(m)
+		case *goredis.Subscription:
+			e.confirmed(m)
+		case *goredis.Pong:
+			e.ponged(m.Payload)
 		}
 	}
+}
+
+// confirmed records a subscription or unsubscription that Redis has made
+// on the current connection.
+func (e *Engine) confirmed(s *goredis.Subscription) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch s.Kind {
+	case "subscribe":
+		e.active[s.Channel] = true
+	case "unsubscribe":
+		delete(e.active, s.Channel)
+	}
+}
+
+// ponged wakes the awaitSubscribed call whose PING this answers.
+func (e *Engine) ponged(payload string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ch, ok := e.pings[payload]; ok {
+		close(ch)
+		delete(e.pings, payload)
+	}
+}
+
+// connLost forgets the subscriptions of a connection that is gone, and
+// wakes the awaitSubscribed calls waiting for an answer on it.
+func (e *Engine) connLost() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	clear(e.active)
+	close(e.lost)
+	e.lost = make(chan struct{})
 }
 
 // replace swaps the subscription connection for a new one subscribed to
@@ -362,15 +501,19 @@ func (e *Engine) replace() {
 }
 
 // handle delivers one message from Redis, unless this Engine published it
-// or it is not one of wsd's.
+// without history or it is not one of wsd's.
 func (e *Engine) handle(m *goredis.Message) {
 	channel, ok := strings.CutPrefix(m.Channel, e.opts.Prefix)
 	p := m.Payload
+	if ok && len(p) > 0 && p[0] == payloadHistory {
+		e.handleHistory(m.Channel, channel, p)
+		return
+	}
 	if !ok || len(p) < headerSize || p[0] != payloadVersion || p[1]&^flagText != 0 {
 		e.rlog.Log(slog.LevelDebug, "foreign message", "pub/sub: ignoring a message that wsd did not publish", "channel", m.Channel)
 		return
 	}
-	if p[2:headerSize] == string(e.origin[:]) {
+	if p[2:headerSize] == string(e.node[:]) {
 		return // wsext delivered it here already
 	}
 	isText := p[1]&flagText != 0
