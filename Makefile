@@ -46,7 +46,7 @@ conformance:
 # testdata/fuzz, so every later run replays it) fails at once; one without
 # (a fuzzing worker that died under the load of a busy machine) gets one
 # more try.
-FUZZ_WIRE = ./worker:FuzzUpgrade ./wsext:FuzzReader ./wsext:FuzzFrameReader ./wsext:FuzzUTF8State ./pubsub/cluster:FuzzReadFrame
+FUZZ_WIRE = ./worker:FuzzUpgrade ./wsext:FuzzReader ./wsext:FuzzFrameReader ./wsext:FuzzUTF8State ./pubsub/cluster:FuzzReadFrame ./pubsub/redis:FuzzParsePositioned
 FUZZTIME ?= 60s
 fuzz:
 	@targets="$(FUZZ_TARGETS)"; \

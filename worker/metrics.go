@@ -57,6 +57,9 @@ var (
 		"Panics recovered in WebSocket callbacks, Each tasks and pub/sub engine calls.", nil, nil)
 	descLoopStalls = prometheus.NewDesc("wsd_websocket_loop_stalls_total",
 		"Event loops handed to a new goroutine because a callback blocked them.", nil, nil)
+	descRecoveries = prometheus.NewDesc("wsd_pubsub_recoveries_total",
+		"Subscribers (/pubsub and /sse) that came back with a position, by outcome: recovered (every missed message replayed), not_recovered (another epoch, too old, or more than half of max-backpressure), overflow (too much arrived meanwhile; closed to come back), failed (the engine did not answer).",
+		[]string{"outcome"}, nil)
 	descHTTPConns = prometheus.NewDesc("wsd_http_connections",
 		"HTTP connections open now, upgraded ones excluded.", nil, nil)
 	descRefused = prometheus.NewDesc("wsd_connections_refused_total",
@@ -115,7 +118,7 @@ func (m *metrics) count(ctx *fasthttp.RequestCtx) {
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConnections, descUpgrades, descClosed, descMessages, descBytes,
 		descCloseFrames, descPings, descTimeouts, descBackpressure, descTooBig,
-		descPongsSkipped, descTaskOverflows, descPanics, descLoopStalls, descHTTPConns, descRefused, descAcceptErrors, descShed, descRequests,
+		descPongsSkipped, descTaskOverflows, descPanics, descLoopStalls, descRecoveries, descHTTPConns, descRefused, descAcceptErrors, descShed, descRequests,
 		descAuthFailures, descAuthExpired, descSSESubscribers, descSSEBackpressure} {
 		ch <- d
 	}
@@ -156,6 +159,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descTaskOverflows, st.TaskOverflows)
 	counter(descPanics, st.Panics)
 	counter(descLoopStalls, st.LoopStalls)
+	for _, o := range wsext.RecoveryOutcomes() {
+		counter(descRecoveries, st.Recoveries[o.String()], o.String())
+	}
 	if m.http != nil {
 		gauge(descHTTPConns, float64(m.http.GetOpenConnectionsCount()))
 	}

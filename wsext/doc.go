@@ -95,8 +95,8 @@
 //	                              HistoryTTL per channel;        HistoryMaxBytes the least recently
 //	                              HistoryMaxBytes (64 MiB) in    published channels are forgotten
 //	                              all                            (their epoch changes)
-//	history replayed to a         the outgoing queue             as the outgoing queue
-//	subscriber that comes back
+//	history replayed to a         half of MaxBackpressure        further behind: not recovered, nothing
+//	subscriber that comes back                                   replayed (it reloads its state)
 //	live messages held while a    MaxBackpressure bytes per      the rest are dropped, and the
 //	HistoryEngine's history is    subscription, for one round    subscriber is closed with 1013
 //	read                          trip                           (ErrRecoveryOverflow) to resume

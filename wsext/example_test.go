@@ -118,3 +118,54 @@ func ExampleConn_SetUData() {
 	// message 1
 	// message 2
 }
+
+// A subscriber that comes back with the last position it saw gets what it
+// missed, then the live messages: here a SubscribeFuncWith subscriber, as
+// wsd's Server-Sent Events streams are.
+func ExampleServer_SubscribeFuncWith() {
+	srv := wsext.NewServer(wsext.Options{HistorySize: 100})
+	var last wsext.Position
+	for _, m := range []string{"one", "two", "three"} {
+		last, _ = srv.PublishPosition("news", []byte(m), true)
+	}
+	seen := wsext.Position{Offset: 1, Epoch: last.Epoch} // the subscriber saw "one"
+	sub, rec, err := srv.SubscribeFuncWith("news", func(pos wsext.Position, data []byte, isText bool) {
+		fmt.Println(pos.Offset, string(data))
+	}, wsext.SubscribeOptions{Since: &seen})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer sub.Unsubscribe()
+	fmt.Println("recovered:", rec.Recovered, "replayed:", rec.Replayed)
+	srv.Publish("news", []byte("four"), true)
+	// Output:
+	// 2 two
+	// 3 three
+	// recovered: true replayed: 2
+	// 4 four
+}
+
+// Presence lists the subscriptions that asked to be listed, in every
+// process of an engine that keeps presence, with join and leave events for
+// those that want them.
+func ExampleServer_Presence() {
+	srv := wsext.NewServer(wsext.Options{PresenceEvents: true})
+	watch, _, _ := srv.SubscribeFuncWith("room", func(wsext.Position, []byte, bool) {}, wsext.SubscribeOptions{
+		OnPresence: func(ev wsext.PresenceEvent) { fmt.Println(ev.Presence, ev.User) },
+	})
+	defer watch.Unsubscribe()
+	alice, _, _ := srv.SubscribeFuncWith("room", func(wsext.Position, []byte, bool) {}, wsext.SubscribeOptions{
+		Presence: &wsext.Member{Client: "c1", User: "alice"},
+	})
+	members, _ := srv.Presence("room")
+	fmt.Println(members)
+	alice.Unsubscribe()
+	members, _ = srv.Presence("room")
+	fmt.Println(len(members))
+	// Output:
+	// join alice
+	// [{c1 alice}]
+	// leave alice
+	// 0
+}

@@ -136,6 +136,12 @@ type Recovery struct {
 // MaxBackpressure like any others: a history larger than what the peer
 // can take at once closes a reader that does not keep up.
 func (s *Server) SubscribeWith(ws *Conn, channel string, opts SubscribeOptions) (Recovery, error) {
+	rec, err := s.subscribeWith(ws, channel, opts)
+	s.stats.countRecovery(opts.Since, rec, err)
+	return rec, err
+}
+
+func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) (Recovery, error) {
 	if ws.srv != s {
 		return Recovery{}, fmt.Errorf("wsext: Subscribe: %v belongs to another server", ws)
 	}
@@ -249,6 +255,9 @@ func (s *Server) recoverLocked(channel string, since *Position) ([]history.Messa
 	switch {
 	case s.hist != nil && since != nil:
 		msgs, top, ok := s.hist.Since(channel, history.Position(*since))
+		if !s.replayFits(len(msgs), func(i int) int { return len(msgs[i].Data) }) {
+			msgs, ok = nil, false
+		}
 		return msgs, Recovery{Recovered: ok, Replayed: len(msgs), Top: Position(top)}, nil
 	case s.hist != nil:
 		return nil, Recovery{Recovered: true, Top: Position(s.hist.Top(channel))}, nil

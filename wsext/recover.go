@@ -92,8 +92,8 @@ func (s *Server) recoverFromEngine(channel string, since *Position, pd *pending,
 		pd.abandon(slot)
 		return Recovery{}, fmt.Errorf("wsext: reading the history of %q: %w", channel, err)
 	}
-	if !ok {
-		msgs = nil
+	if !ok || !s.replayFits(len(msgs), func(i int) int { return len(msgs[i].data) }) {
+		msgs, ok = nil, false
 	}
 	rec := Recovery{Recovered: ok || since == nil, Replayed: len(msgs), Top: Position{top, topEpoch}}
 	pd.mu.Lock()
@@ -115,6 +115,22 @@ func (s *Server) recoverFromEngine(channel string, since *Position, pd *pending,
 		return rec, ErrRecoveryOverflow
 	}
 	return rec, nil
+}
+
+// replayFits reports whether n messages, of the sizes size gives, may be
+// replayed at once: up to half of MaxBackpressure. A subscriber further
+// behind is told it is not recovered (and reloads its state) rather than
+// sent more than its queue may hold, which would close it, again at every
+// attempt.
+func (s *Server) replayFits(n int, size func(i int) int) bool {
+	total := 0
+	for i := range n {
+		total += size(i) + maxHeaderLen
+		if total > s.opts.MaxBackpressure/2 {
+			return false
+		}
+	}
+	return true
 }
 
 // publishThroughHistory publishes through the HistoryEngine, which numbers

@@ -54,6 +54,12 @@ func (s *Server) SubscribeFunc(channel string, fn func(data []byte, isText bool)
 // Server without history Since cannot be served: fn is subscribed all the
 // same, not recovered, and ErrNoHistory is returned.
 func (s *Server) SubscribeFuncWith(channel string, fn func(pos Position, data []byte, isText bool), opts SubscribeOptions) (*Subscription, Recovery, error) {
+	sub, rec, err := s.subscribeFuncWith(channel, fn, opts)
+	s.stats.countRecovery(opts.Since, rec, err)
+	return sub, rec, err
+}
+
+func (s *Server) subscribeFuncWith(channel string, fn func(pos Position, data []byte, isText bool), opts SubscribeOptions) (*Subscription, Recovery, error) {
 	sub := &Subscription{srv: s, channel: channel, fn: fn}
 	p := &s.pubsub
 	var (

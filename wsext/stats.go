@@ -1,6 +1,9 @@
 package wsext
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // counters are a Server's running totals, kept with atomics so that the hot
 // paths pay one uncontended add each.
@@ -18,6 +21,7 @@ type counters struct {
 	taskOverflows      atomic.Uint64
 	panics             atomic.Uint64
 	loopStalls         atomic.Uint64
+	recoveries         [recoveryOutcomes]atomic.Uint64
 	closesSent         closeCounter
 	closesReceived     closeCounter
 }
@@ -71,6 +75,65 @@ func failReason(status int) FailReason {
 		return FailShutdown
 	}
 	return FailBadRequest
+}
+
+// RecoveryOutcome is how a subscription that asked to start from a
+// position (SubscribeOptions.Since) began.
+type RecoveryOutcome uint8
+
+// The outcomes of a recovery.
+const (
+	RecoveryDone     RecoveryOutcome = iota // every missed message replayed
+	RecoveryMissed                          // not recovered: another epoch, too old, or too much at once
+	RecoveryOverflow                        // too much arrived meanwhile: the subscriber must come back
+	RecoveryFailed                          // the engine could not answer
+	recoveryOutcomes
+)
+
+// RecoveryOutcomes lists every RecoveryOutcome, for metrics that export
+// each one.
+func RecoveryOutcomes() []RecoveryOutcome {
+	return []RecoveryOutcome{RecoveryDone, RecoveryMissed, RecoveryOverflow, RecoveryFailed}
+}
+
+// String names the outcome, as in Stats.Recoveries and metrics labels.
+func (o RecoveryOutcome) String() string {
+	switch o {
+	case RecoveryDone:
+		return "recovered"
+	case RecoveryMissed:
+		return "not_recovered"
+	case RecoveryOverflow:
+		return "overflow"
+	case RecoveryFailed:
+		return "failed"
+	}
+	return "unknown"
+}
+
+// countRecovery counts the outcome of a subscription that asked for since.
+func (c *counters) countRecovery(since *Position, rec Recovery, err error) {
+	if since == nil {
+		return
+	}
+	switch {
+	case errors.Is(err, ErrRecoveryOverflow):
+		c.recoveries[RecoveryOverflow].Add(1)
+	case err != nil && !errors.Is(err, ErrNoHistory) && !errors.Is(err, ErrClosed):
+		c.recoveries[RecoveryFailed].Add(1)
+	case rec.Recovered:
+		c.recoveries[RecoveryDone].Add(1)
+	default:
+		c.recoveries[RecoveryMissed].Add(1)
+	}
+}
+
+func (c *counters) recoverySnapshot() map[string]uint64 {
+	m := make(map[string]uint64, recoveryOutcomes)
+	for _, o := range RecoveryOutcomes() {
+		m[o.String()] = c.recoveries[o].Load()
+	}
+	return m
 }
 
 // closeCounter counts close frames by code: 1000-1015 each, then one slot
@@ -143,6 +206,7 @@ type Stats struct {
 	TaskOverflows      uint64            // Each tasks refused to a connection with maxTasks queued (it is closed)
 	Panics             uint64            // panics recovered in callbacks, tasks and onFinish
 	LoopStalls         uint64            // event loops handed to a new goroutine because a callback blocked them
+	Recoveries         map[string]uint64 // subscriptions asked to start from a position, by outcome (RecoveryOutcome.String)
 	ClosesSent         map[string]uint64 // close frames sent, by code ("1000", ..., "application", "none")
 	ClosesReceived     map[string]uint64 // close frames received, by code
 }
@@ -173,6 +237,7 @@ func (s *Server) Stats() Stats {
 		TaskOverflows:      st.taskOverflows.Load(),
 		Panics:             st.panics.Load(),
 		LoopStalls:         st.loopStalls.Load(),
+		Recoveries:         st.recoverySnapshot(),
 		ClosesSent:         st.closesSent.snapshot(),
 		ClosesReceived:     st.closesReceived.snapshot(),
 	}

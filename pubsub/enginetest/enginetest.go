@@ -37,6 +37,7 @@ func Run(t *testing.T, h Harness) {
 		{"Recover", testRecover},
 		{"RecoverFailures", testRecoverFailures},
 		{"RecoverUnderLoad", testRecoverUnderLoad},
+		{"RecoverTooMuch", testRecoverTooMuch},
 		{"PublishWithoutWaiting", testPublishWithoutWaiting},
 		{"TextAndBinary", testTextAndBinary},
 		{"Presence", testPresence},
@@ -221,6 +222,40 @@ func testRecoverFailures(t *testing.T, h Harness) {
 		t.Fatalf("recovery from 4 of 6 with 3 kept is %+v", rec)
 	}
 	checkRun(t, r.waitFor(t, 2), 5, 6, top.Epoch)
+	// The outcomes are counted (Stats.Recoveries, a metric in wsd).
+	st := srvs[1].Stats().Recoveries
+	if st["not_recovered"] < 4 || st["recovered"] < 1 {
+		t.Fatalf("Stats.Recoveries = %v, want 4 not_recovered and 1 recovered at least", st)
+	}
+}
+
+// testRecoverTooMuch: a subscriber further behind than half the
+// MaxBackpressure (1 MiB by default) is told it is not recovered rather
+// than sent more than its queue may hold; one within it is recovered.
+func testRecoverTooMuch(t *testing.T, h Harness) {
+	srvs := h.New(t, 2, 100)
+	const ch = "big"
+	big := make([]byte, 100<<10)
+	for i := range big {
+		big[i] = 'x'
+	}
+	var pos []wsext.Position
+	for range 8 {
+		p, err := srvs[0].PublishPosition(ch, big, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pos = append(pos, p)
+	}
+	_, rec := subscribe(t, srvs[1], ch, &wsext.Position{Epoch: pos[0].Epoch})
+	if rec.Recovered || rec.Replayed != 0 {
+		t.Fatalf("800 KiB to replay against a 1 MiB queue: %+v, want not recovered", rec)
+	}
+	r, rec := subscribe(t, srvs[1], ch, &pos[4])
+	if !rec.Recovered || rec.Replayed != 3 {
+		t.Fatalf("300 KiB to replay: %+v, want recovered, 3 replayed", rec)
+	}
+	r.waitFor(t, 3)
 }
 
 // testRecoverUnderLoad: subscribers that come back while a publisher

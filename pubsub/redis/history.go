@@ -310,43 +310,60 @@ func (e *Engine) dropPing(token string) {
 	e.mu.Unlock()
 }
 
+// positioned is a live message published with PublishHistory, as read
+// from its payload.
+type positioned struct {
+	offset uint64
+	epoch  string
+	data   string
+	isText bool
+	node   string // the publishing Engine's id
+	origin uint64
+}
+
+// parsePositioned reads a PublishHistory payload (see publishArgs): the
+// head (version, flags, node id, origin), then <offset>:<epoch>:<data>.
+// Anything else, such as another program's message on a shared Redis, is
+// not ok.
+func parsePositioned(p string) (m positioned, ok bool) {
+	if len(p) < histHeadSize || p[1]&^flagText != 0 {
+		return m, false
+	}
+	off, rest, okOff := strings.Cut(p[histHeadSize:], ":")
+	epoch, data, okData := strings.Cut(rest, ":")
+	offset, err := strconv.ParseUint(off, 10, 64)
+	if !okOff || !okData || err != nil {
+		return m, false
+	}
+	m = positioned{offset: offset, epoch: epoch, data: data, isText: p[1]&flagText != 0,
+		node: p[2 : 2+originSize], origin: binary.BigEndian.Uint64([]byte(p[2+originSize : histHeadSize]))}
+	if m.isText && !utf8.ValidString(data) {
+		return m, false
+	}
+	return m, true
+}
+
 // handleHistory delivers one message published with PublishHistory; raw is
 // its Redis channel, p its payload.
 func (e *Engine) handleHistory(raw, channel, p string) {
-	var (
-		offset        uint64
-		epoch, data   string
-		okOff, okData bool
-		err           error
-	)
-	if len(p) >= histHeadSize && p[1]&^flagText == 0 {
-		var off, rest string
-		off, rest, okOff = strings.Cut(p[histHeadSize:], ":")
-		epoch, data, okData = strings.Cut(rest, ":")
-		offset, err = strconv.ParseUint(off, 10, 64)
-	}
-	if !okOff || !okData || err != nil {
-		e.rlog.Log(slog.LevelDebug, "foreign message", "pub/sub: ignoring a message that wsd did not publish", "channel", raw)
+	m, ok := parsePositioned(p)
+	if !ok {
+		e.rlog.Log(slog.LevelDebug, "foreign message", "pub/sub: ignoring a message that wsd did not publish (or text that is not UTF-8)", "channel", raw)
 		return
 	}
-	isText := p[1]&flagText != 0
-	if isText && !utf8.ValidString(data) {
-		e.rlog.Log(slog.LevelDebug, "bad utf-8", "pub/sub: ignoring a text message that is not UTF-8", "channel", raw)
-		return
-	}
-	own := p[2:2+originSize] == string(e.node[:])
+	own := m.node == string(e.node[:])
 	if d := e.deliverHist.Load(); d != nil {
 		var origin uint64
 		if own {
-			origin = binary.BigEndian.Uint64([]byte(p[2+originSize : histHeadSize]))
+			origin = m.origin
 		}
-		(*d)(channel, offset, epoch, origin, []byte(data), isText)
+		(*d)(channel, m.offset, m.epoch, origin, []byte(m.data), m.isText)
 		return
 	}
 	// A Server without history (Start) on a Redis it shares with Servers
 	// that keep one still gets the other processes' messages.
 	if d := e.deliver.Load(); d != nil && !own {
-		(*d)(channel, []byte(data), isText)
+		(*d)(channel, []byte(m.data), m.isText)
 	}
 }
 
