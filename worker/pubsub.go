@@ -110,6 +110,10 @@ func (w *Worker) servePubSub(ctx *fasthttp.RequestCtx) {
 				_, err := w.ws.SubscribeWith(ws, channel, sub)
 				switch {
 				case err == nil, errors.Is(err, wsext.ErrNoHistory), errors.Is(err, wsext.ErrClosed):
+				case errors.Is(err, wsext.ErrRecoveryBusy):
+					// A reconnection storm: this one comes back later.
+					w.rlog.Warn("pubsub recovery busy", "pub/sub: too many subscribers being recovered; one was told to come back", "channel", channel, "conn", ws.UUID())
+					ws.CloseWithCode(wsext.CloseTryAgainLater, "busy; reconnect")
 				case errors.Is(err, wsext.ErrRecoveryOverflow):
 					// SubscribeWith closed it: the client comes back.
 					w.rlog.Warn("pubsub recovery overflow", "pub/sub: closed a subscriber whose recovery overflowed", "channel", channel, "conn", ws.UUID())

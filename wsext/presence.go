@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Member is a subscriber listed in a channel's presence: a client (a
@@ -88,6 +89,39 @@ func (s *Server) Presence(channel string) ([]Member, error) {
 		return strings.Compare(a.Client, b.Client)
 	})
 	return out, nil
+}
+
+// listing is a subscription's place in its channel's presence. Its lock
+// orders the join of a subscription with the leave of its end, which may
+// come meanwhile (a connection that closes while it is being recovered):
+// once ended, nothing joins, and a join that came first is left.
+type listing struct {
+	mu     sync.Mutex
+	member *Member // nil when not listed
+	ended  bool
+}
+
+// join lists the subscription as m, unless it is listed already or ended.
+func (l *listing) join(s *Server, channel string, m Member) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended || l.member != nil {
+		return
+	}
+	l.member = &m
+	s.join(channel, m)
+}
+
+// end takes the subscription out of the presence, for good.
+func (l *listing) end(s *Server, channel string) {
+	l.mu.Lock()
+	l.ended = true
+	m := l.member
+	l.member = nil
+	l.mu.Unlock()
+	if m != nil {
+		s.leave(channel, *m)
+	}
 }
 
 // join lists m in channel's presence and tells the subscribers that ask.

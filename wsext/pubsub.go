@@ -149,8 +149,20 @@ func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 		return Recovery{}, ErrClosed
 	}
 	p := &s.pubsub
-	sub := &subscriber{envelope: opts.Envelope}
 	p.mu.Lock()
+	subs := p.channels[channel]
+	if subs == nil {
+		subs = make(map[*Conn]*subscriber)
+		p.channels[channel] = subs
+	}
+	// Subscribing again changes the envelope and recovers again, and keeps
+	// the subscription's place in the presence.
+	sub, already := subs[ws]
+	if !already {
+		sub = new(subscriber)
+		subs[ws] = sub
+	}
+	sub.envelope = opts.Envelope
 	var (
 		rec       Recovery
 		noHistory error
@@ -173,17 +185,6 @@ func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 			pm.Release()
 		}
 	}
-	subs := p.channels[channel]
-	if subs == nil {
-		subs = make(map[*Conn]*subscriber)
-		p.channels[channel] = subs
-	}
-	old, already := subs[ws]
-	if already && old.member != nil {
-		// Subscribing again keeps the listing of the first subscription.
-		sub.member = old.member
-	}
-	subs[ws] = sub
 	needEngine := s.opts.Engine != nil && !p.remote[channel]
 	p.mu.Unlock()
 	if !already {
@@ -208,6 +209,7 @@ func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 	if pend != nil {
 		var err error
 		rec, err = s.recoverFromEngine(channel, opts.Since, pend, &sub.held,
+			func() bool { return ws.state.Load() == stateClosed },
 			func(r Recovery) {
 				if opts.Envelope {
 					ws.writeStatus(r)
@@ -227,17 +229,12 @@ func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 			return rec, err
 		}
 	}
-	if opts.Presence != nil && !already {
+	if opts.Presence != nil {
 		m := *opts.Presence
 		if m.Client == "" {
 			m.Client = s.clientID(ws.uuid)
 		}
-		p.mu.Lock()
-		if cur, ok := p.channels[channel][ws]; ok {
-			cur.member = &m
-		}
-		p.mu.Unlock()
-		s.join(channel, m)
+		sub.listing.join(s, channel, m)
 	}
 	if opts.PresenceEvents {
 		s.subscribeEvents(ws, channel)
@@ -299,8 +296,8 @@ func (p *pubsub) remove(ws *Conn, channel string) error {
 	}
 	last := !p.subscribed(channel)
 	p.mu.Unlock()
-	if sub != nil && sub.member != nil {
-		p.srv.leave(channel, *sub.member)
+	if sub != nil {
+		sub.listing.end(p.srv, channel)
 	}
 	if last && p.srv.opts.Engine != nil {
 		return p.syncEngine(channel)

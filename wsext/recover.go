@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ErrRecoveryOverflow is returned by SubscribeWith and SubscribeFuncWith
@@ -17,10 +18,23 @@ import (
 // client comes back from the last offset it saw.
 var ErrRecoveryOverflow = errors.New("wsext: too many messages arrived during recovery")
 
+// ErrRecoveryBusy is returned by SubscribeWith and SubscribeFuncWith when
+// the engine's history could not be read within recoveryWait because
+// maxRecoveries other subscribers were being recovered: a reconnection
+// storm. The subscriber should come back a little later.
+var ErrRecoveryBusy = errors.New("wsext: too many subscribers being recovered at once")
+
+// maxRecoveries bounds the histories read from an engine at once, per
+// Server, and recoveryWait how long a subscriber waits for its turn.
+const (
+	maxRecoveries = 8
+	recoveryWait  = 5 * time.Second
+)
+
 // subscriber is one connection's subscription to one channel.
 type subscriber struct {
 	envelope bool
-	member   *Member // listed in the channel's presence, or nil
+	listing  listing // its place in the channel's presence
 	// held is set while the subscription is being recovered from a
 	// HistoryEngine: live messages wait in it, in order, until the history
 	// has been written.
@@ -77,8 +91,27 @@ func (pd *pending) abandon(slot *atomic.Pointer[pending]) {
 // the missed messages, then the live ones held meanwhile that are newer
 // than the history's top, and lets the live stream through. The engine's
 // contract (HistoryEngine) makes that exactly every message once.
+//
+// At most maxRecoveries histories are read at once per Server: a storm of
+// reconnections queues here (for recoveryWait at most, then
+// ErrRecoveryBusy) rather than holding a history each in memory, in this
+// process and in the engine's keeper. A subscriber gone meanwhile (gone
+// reports it) is not read for.
 func (s *Server) recoverFromEngine(channel string, since *Position, pd *pending, slot *atomic.Pointer[pending],
-	status func(Recovery), emit func(Position, []byte, bool)) (Recovery, error) {
+	gone func() bool, status func(Recovery), emit func(Position, []byte, bool)) (Recovery, error) {
+	t := time.NewTimer(recoveryWait)
+	select {
+	case s.readingHistory <- struct{}{}:
+		t.Stop()
+	case <-t.C:
+		pd.abandon(slot)
+		return Recovery{}, fmt.Errorf("%w: %d subscribers were being recovered for %v", ErrRecoveryBusy, maxRecoveries, recoveryWait)
+	}
+	defer func() { <-s.readingHistory }()
+	if gone() {
+		pd.abandon(slot)
+		return Recovery{}, ErrClosed
+	}
 	// An offset above any top asks for the top alone.
 	off, ep := uint64(math.MaxUint64), ""
 	if since != nil {

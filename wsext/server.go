@@ -114,6 +114,9 @@ type Server struct {
 	histEng   HistoryEngine  // the engine, when it keeps the history
 	presEng   PresenceEngine // the engine, when it keeps presence
 	id        string         // random, names this Server's clients in presence
+	// readingHistory holds a token per history being read from the engine
+	// (recover.go), maxRecoveries at most.
+	readingHistory chan struct{}
 }
 
 // NewServer returns a Server with the default settings.
@@ -142,6 +145,7 @@ func NewServer(opts Options) *Server {
 	s.reg.init()
 	s.pubsub.init(s)
 	s.id = randomID()
+	s.readingHistory = make(chan struct{}, maxRecoveries)
 	if he, ok := opts.Engine.(HistoryEngine); ok && opts.HistorySize > 0 {
 		s.histEng = he
 	}

@@ -18,9 +18,9 @@ type Subscription struct {
 	once    sync.Once
 	// held is set while the subscription is being recovered (see
 	// subscriber.held).
-	held   atomic.Pointer[pending]
-	member *Member       // listed in the channel's presence, or nil
-	events *Subscription // the channel's presence events, or nil
+	held    atomic.Pointer[pending]
+	listing listing       // its place in the channel's presence
+	events  *Subscription // the channel's presence events, or nil
 }
 
 // SubscribeFunc subscribes fn to channel, through the same channel table
@@ -99,7 +99,7 @@ func (s *Server) subscribeFuncWith(channel string, fn func(pos Position, data []
 	}
 	if pend != nil {
 		var err error
-		rec, err = s.recoverFromEngine(channel, opts.Since, pend, &sub.held, func(Recovery) {},
+		rec, err = s.recoverFromEngine(channel, opts.Since, pend, &sub.held, sub.done.Load, func(Recovery) {},
 			func(pos Position, data []byte, isText bool) { p.callFunc(sub, pos, data, isText) })
 		if err != nil {
 			return sub, rec, err
@@ -110,8 +110,7 @@ func (s *Server) subscribeFuncWith(channel string, fn func(pos Position, data []
 		if m.Client == "" {
 			m.Client = s.clientID(s.nextUUID.Add(1))
 		}
-		sub.member = &m
-		s.join(channel, m)
+		sub.listing.join(s, channel, m)
 	}
 	if on := opts.OnPresence; on != nil {
 		evs, err := s.SubscribeFunc(presenceChannel(channel), func(data []byte, _ bool) {
@@ -146,9 +145,7 @@ func (sub *Subscription) Unsubscribe() error {
 		if last && sub.srv.opts.Engine != nil {
 			err = p.syncEngine(sub.channel)
 		}
-		if sub.member != nil {
-			sub.srv.leave(sub.channel, *sub.member)
-		}
+		sub.listing.end(sub.srv, sub.channel)
 		if sub.events != nil {
 			sub.events.Unsubscribe()
 		}
