@@ -36,7 +36,10 @@
 //   - TestMasterKilled: SIGKILL of the master; its workers must go, leaving
 //     nothing behind, and a new daemon must serve on the same port;
 //   - TestRedisOutage: the daemon's Redis frozen, killed and restarted
-//     (skipped, saying so, when redis-server is not installed).
+//     (skipped, saying so, when redis-server is not installed);
+//   - TestReplayStorm: 40 clients reconnecting in a loop from offset 0,
+//     each asking for a 400 KiB history and listed in the presence, half
+//     of them never reading; memory bounded, the presence empty after.
 //
 // At its end every scenario checks that the master and every worker are
 // alive (and the same processes as at the start, unless the scenario

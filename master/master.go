@@ -121,6 +121,7 @@ func Run(ctx context.Context, opts Options) error {
 	// The relay exists before any worker, whose broker may ask for it at
 	// once; nothing else writes m.relay.
 	m.relay = startRelay(m.log, m.cfg)
+	m.relayCfg = m.cfg
 	defer m.relay.Close()
 	n, err := newNotifier()
 	if err != nil {
@@ -202,7 +203,8 @@ type master struct {
 	// watchdog is how often to send WATCHDOG=1 (half systemd's
 	// WatchdogSec), or 0.
 	watchdog time.Duration
-	relay    *cluster.Hub // the pub/sub relay between the workers
+	relay    *cluster.Hub  // the pub/sub relay between the workers
+	relayCfg config.Config // the configuration relay was made with
 
 	slots  []*slot
 	procs  map[*proc]struct{} // every worker process not yet reaped

@@ -78,6 +78,15 @@ func (m *master) startRoll(upgrade bool) {
 			m.cfg.Address, m.cfg.Port, cfg.Address, cfg.Port))
 		return
 	}
+	usesHub := cfg.Redis == "" && processes(cfg) > 1
+	if hub := m.relayCfg; usesHub && !upgrade && (cfg.HistorySize != hub.HistorySize || cfg.HistoryTTL != hub.HistoryTTL) {
+		// The hub's history is made once (relay.go); the workers take
+		// the new size, with Redis or one process, but the master keeps
+		// its own until it re-executes itself.
+		m.log.Warn("reload: history-size and history-ttl of the master's pub/sub history take effect at the next binary upgrade or restart",
+			"history_size", hub.HistorySize, "new_history_size", cfg.HistorySize,
+			"history_ttl", hub.HistoryTTL, "new_history_ttl", cfg.HistoryTTL)
+	}
 	if upgrade {
 		if r.exe, err = os.Executable(); err != nil {
 			m.rollFailed(r, ReloadFailed, fmt.Errorf("master: finding the new binary: %w", err))

@@ -208,6 +208,7 @@ func (e *Engine) loop(conn net.Conn) {
 func (e *Engine) read(conn net.Conn) error {
 	br := bufio.NewReaderSize(conn, 64<<10)
 	var buf []byte
+	var known names // channel names and epochs, made once each
 	// The history answer being read: its id, its request (nil when it
 	// timed out meanwhile) and how many entries are still to come.
 	var (
@@ -231,7 +232,7 @@ func (e *Engine) read(conn net.Conn) error {
 			}
 		case opPositioned:
 			if d := e.deliverHistory.Load(); d != nil {
-				(*d)(string(f.channel), f.offset, string(f.epoch), f.origin, f.data, f.text)
+				(*d)(known.get(f.channel), f.offset, known.get(f.epoch), f.origin, f.data, f.text)
 			}
 		case opAck:
 			e.mu.Lock()

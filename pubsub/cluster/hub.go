@@ -116,6 +116,7 @@ type peer struct {
 	out      *sender
 	channels map[string]struct{} // under Hub.mu
 	dropped  rateNote            // messages and answers not queued
+	known    names               // channel names of its frames; only serve uses it
 
 	joined    map[string]map[string]struct{} // under Hub.presMu: its listings, channel → clients
 	joins     int                            // under Hub.presMu: how many
@@ -409,7 +410,7 @@ func (h *Hub) order(channel []byte) *sync.Mutex {
 // publisher included. The ack goes first, so that the publisher's Engine
 // has the message's position before its own copy.
 func (h *Hub) publishHistory(from *peer, f frame) {
-	channel := string(f.channel)
+	channel := from.known.get(f.channel)
 	defer h.order(f.channel).Unlock()
 	var pos history.Position
 	if h.history != nil {
