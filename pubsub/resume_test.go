@@ -413,3 +413,50 @@ func TestRecoveryRedis(t *testing.T) {
 		func() { b.cmd.Process.Signal(syscall.SIGHUP) },
 	))
 }
+
+// TestHistorySenderExcluded: with history, every message comes back to
+// every worker from the master, numbered, the sender's worker included; a
+// /pubsub sender must still not get its own messages (but its neighbours
+// on the same worker must), unless --pubsub-echo.
+func TestHistorySenderExcluded(t *testing.T) {
+	for _, echo := range []bool{false, true} {
+		t.Run(fmt.Sprintf("echo=%v", echo), func(t *testing.T) {
+			args := []string{"--history-size", "100"}
+			if echo {
+				args = append(args, "--pubsub-echo")
+			}
+			d := startDaemon(t, 2, args...)
+			sender := dialPubSub(t, d.addr, "x")
+			neighbour := dialOn(t, d.addr, "x", func(w int) bool { return w == sender.worker })
+			other := dialOn(t, d.addr, "x", func(w int) bool { return w != sender.worker })
+			probe(t, "S", wsPublisher(t, sender), []*client{neighbour, other})
+			const n = 20
+			for i := range n {
+				sender.send(t, "M:"+strconv.Itoa(i))
+			}
+			other.send(t, "D:0")
+			waitUntil(t, 10*time.Second, "every message", func() bool {
+				return neighbour.has("M:"+strconv.Itoa(n-1)) && other.has("M:"+strconv.Itoa(n-1)) && sender.has("D:0")
+			})
+			for name, c := range map[string]*client{"the neighbour": neighbour, "the other worker's subscriber": other} {
+				var got []string
+				for _, m := range c.received() {
+					if strings.HasPrefix(m, "M:") {
+						got = append(got, m)
+					}
+				}
+				if len(got) != n {
+					t.Fatalf("%s got %d of the %d messages: %v", name, len(got), n, got)
+				}
+				for i, m := range got {
+					if m != "M:"+strconv.Itoa(i) {
+						t.Fatalf("%s got %q as message %d", name, m, i)
+					}
+				}
+			}
+			if got := sender.hasPrefix("M:"); got != echo {
+				t.Fatalf("the sender got its own messages: %v, want %v", got, echo)
+			}
+		})
+	}
+}

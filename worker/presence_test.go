@@ -85,6 +85,10 @@ func TestPresence(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer watcher.CloseNow()
+	// Its status says it is subscribed, to the events too.
+	if _, b, err := watcher.Read(ctx); err != nil || !strings.Contains(string(b), `"status":"subscribed"`) {
+		t.Fatalf("watcher's first message: %s, %v", b, err)
+	}
 	alice, _, err := websocket.Dial(ctx, "ws://"+addr+"/pubsub/room?user=alice", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +105,7 @@ func TestPresence(t *testing.T) {
 
 	// The watcher heard the status, then alice and bob come and go.
 	var events []string
-	for len(events) < 4 {
+	for len(events) < 5 { // its own join, then alice's and bob's
 		_, b, err := watcher.Read(ctx)
 		if err != nil {
 			t.Fatalf("watcher: %v after %v", err, events)
@@ -115,7 +119,7 @@ func TestPresence(t *testing.T) {
 			events = append(events, ev.Presence+" "+ev.User)
 		}
 	}
-	for _, want := range []string{"join alice", "join bob", "leave alice", "leave bob"} {
+	for _, want := range []string{"join watcher", "join alice", "join bob", "leave alice", "leave bob"} {
 		if !strings.Contains(strings.Join(events, ";"), want) {
 			t.Errorf("events %v lack %q", events, want)
 		}

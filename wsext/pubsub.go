@@ -148,6 +148,11 @@ func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 	if ws.state.Load() == stateClosed || !ws.attached {
 		return Recovery{}, ErrClosed
 	}
+	if opts.PresenceEvents {
+		// First, so that the events are on once the status is written:
+		// a client that has it misses no join or leave of this process.
+		s.subscribeEvents(ws, channel)
+	}
 	p := &s.pubsub
 	p.mu.Lock()
 	subs := p.channels[channel]
@@ -235,9 +240,6 @@ func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 			m.Client = s.clientID(ws.uuid)
 		}
 		sub.listing.join(s, channel, m)
-	}
-	if opts.PresenceEvents {
-		s.subscribeEvents(ws, channel)
 	}
 	return rec, noHistory
 }

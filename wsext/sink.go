@@ -61,6 +61,19 @@ func (s *Server) SubscribeFuncWith(channel string, fn func(pos Position, data []
 
 func (s *Server) subscribeFuncWith(channel string, fn func(pos Position, data []byte, isText bool), opts SubscribeOptions) (*Subscription, Recovery, error) {
 	sub := &Subscription{srv: s, channel: channel, fn: fn}
+	if on := opts.OnPresence; on != nil {
+		// First, so that the events are on when SubscribeFuncWith
+		// returns: no join or leave of this process is missed after.
+		evs, err := s.SubscribeFunc(presenceChannel(channel), func(data []byte, _ bool) {
+			if ev, ok := parsePresenceEvent(data); ok {
+				on(ev)
+			}
+		})
+		sub.events = evs
+		if err != nil {
+			s.logs.Warn("presence events", "wsext: subscribing to presence events", "channel", channel, "err", err)
+		}
+	}
 	p := &s.pubsub
 	var (
 		rec       Recovery
@@ -111,17 +124,6 @@ func (s *Server) subscribeFuncWith(channel string, fn func(pos Position, data []
 			m.Client = s.clientID(s.nextUUID.Add(1))
 		}
 		sub.listing.join(s, channel, m)
-	}
-	if on := opts.OnPresence; on != nil {
-		evs, err := s.SubscribeFunc(presenceChannel(channel), func(data []byte, _ bool) {
-			if ev, ok := parsePresenceEvent(data); ok {
-				on(ev)
-			}
-		})
-		sub.events = evs
-		if err != nil {
-			s.logs.Warn("presence events", "wsext: subscribing to presence events", "channel", channel, "err", err)
-		}
 	}
 	return sub, rec, noHistory
 }
