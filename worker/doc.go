@@ -11,9 +11,12 @@
 //	                         connection of the process (wsext's Each)
 //	WebSocket /pubsub/{ch}   subscribes to ch and publishes what it sends;
 //	                         ?format=json for offsets, &offset=&epoch= to
-//	                         recover (with --history-size)
-//	POST /publish/{ch}       publishes the body (--publish-token)
+//	                         recover (with --history-size), &presence=1
+//	                         for join and leave events (with --presence)
+//	POST /publish/{ch}       publishes the body (--publish-token); with
+//	                         history, answers its position
 //	GET /sse/{ch}            the channel as Server-Sent Events
+//	GET /presence/{ch}       who subscribes (--presence, presence.go)
 //	anything else            a file under --public, or 404
 //
 // Subscribers may be required to present a JWT (auth.go). Every response
