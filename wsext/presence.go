@@ -183,7 +183,7 @@ func (s *Server) presenceEvent(channel, kind string, m Member) {
 	}
 	b, _ := json.Marshal(PresenceEvent{Presence: kind, Channel: channel, Member: m})
 	evch := presenceChannel(channel)
-	s.deliver(nil, evch, b, true, false)
+	s.deliver(nil, 0, evch, Position{}, b, true, false)
 	e, err := s.pubsub.engine()
 	if e == nil || err != nil {
 		return

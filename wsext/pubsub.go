@@ -406,7 +406,7 @@ func (s *Server) publish(except *Conn, channel string, data []byte, isText, wait
 	if s.histEng != nil {
 		return s.publishThroughHistory(except, channel, data, isText, wait)
 	}
-	pos := s.deliver(except, channel, data, isText, true)
+	pos := s.deliver(except, 0, channel, Position{}, data, isText, true)
 	e, err := s.pubsub.engine()
 	if e == nil || err != nil {
 		return pos, err
@@ -420,26 +420,30 @@ func (s *Server) publish(except *Conn, channel string, data []byte, isText, wait
 // deliverLocal sends a message to this process's subscribers of channel
 // only; it is the deliver function given to Engine.Start.
 func (s *Server) deliverLocal(channel string, data []byte, isText bool) {
-	s.deliver(nil, channel, data, isText, false)
+	s.deliver(nil, 0, channel, Position{}, data, isText, false)
 }
 
-// deliver writes a message to this process's subscribers of channel,
-// recording it in the history first when record is set; it returns the
-// message's position.
-func (s *Server) deliver(except *Conn, channel string, data []byte, isText, record bool) Position {
+// deliver writes a message to this process's subscribers of channel but
+// except (or, from a HistoryEngine, the connection whose uuid is origin,
+// which published it), and returns the message's position: pos as the
+// engine gave it, or, when record is set, the one the in-process history
+// gives it as it keeps it.
+func (s *Server) deliver(except *Conn, origin uint64, channel string, pos Position, data []byte, isText, record bool) Position {
 	p := &s.pubsub
 	// The subscribers are copied out so that the table's lock is not held
 	// through thousands of writes, which would hold up every Subscribe.
 	sp, se := subsPool.Get().(*[]*Conn), subsPool.Get().(*[]*Conn)
 	to, toEnv := (*sp)[:0], (*se)[:0]
-	var pos Position
+	var held []heldTarget // rare: only while a subscriber is being recovered
 	p.mu.RLock()
 	if record && s.hist != nil {
 		pos = Position(s.hist.Add(channel, data, isText))
 	}
 	for c, sub := range p.channels[channel] {
 		switch {
-		case c == except:
+		case c == except, origin != 0 && c.uuid == origin:
+		case sub.held.Load() != nil:
+			held = append(held, heldTarget{c, sub})
 		case sub.envelope:
 			toEnv = append(toEnv, c)
 		default:
@@ -449,6 +453,9 @@ func (s *Server) deliver(except *Conn, channel string, data []byte, isText, reco
 	funcs := p.funcsLocked(channel)
 	p.mu.RUnlock()
 	writeAll(channel, pos, data, isText, to, toEnv)
+	for _, h := range held {
+		h.deliver(channel, pos, data, isText)
+	}
 	putSubs(sp, to)
 	putSubs(se, toEnv)
 	p.deliverFuncs(funcs, pos, data, isText)

@@ -225,45 +225,27 @@ func (s *Server) engineGuard(method string, err *error, call func()) {
 // StartHistory. The connection whose uuid is origin published it, and does
 // not get it back.
 func (s *Server) deliverPositioned(channel string, offset uint64, epoch string, origin uint64, data []byte, isText bool) {
-	p := &s.pubsub
-	pos := Position{offset, epoch}
-	sp, se := subsPool.Get().(*[]*Conn), subsPool.Get().(*[]*Conn)
-	to, toEnv := (*sp)[:0], (*se)[:0]
-	var held []heldTarget // rare: only while a subscriber is being recovered
-	p.mu.RLock()
-	for c, sub := range p.channels[channel] {
-		switch {
-		case origin != 0 && c.uuid == origin:
-		case sub.held.Load() != nil:
-			held = append(held, heldTarget{c, sub})
-		case sub.envelope:
-			toEnv = append(toEnv, c)
-		default:
-			to = append(to, c)
-		}
-	}
-	funcs := p.funcsLocked(channel)
-	p.mu.RUnlock()
-	writeAll(channel, pos, data, isText, to, toEnv)
-	for _, h := range held {
-		c, env := h.c, h.sub.envelope
-		write := func() {
-			pm := newPositioned(channel, pos, data, isText, env)
-			c.WritePrepared(pm)
-			pm.Release()
-		}
-		if pd := h.sub.held.Load(); pd != nil {
-			pd.deliver(pos, data, isText, write)
-		} else {
-			write()
-		}
-	}
-	putSubs(sp, to)
-	putSubs(se, toEnv)
-	p.deliverFuncs(funcs, pos, data, isText)
+	s.deliver(nil, origin, channel, Position{offset, epoch}, data, isText, false)
 }
 
+// heldTarget is a connection whose subscription is being recovered.
 type heldTarget struct {
 	c   *Conn
 	sub *subscriber
+}
+
+// deliver holds a message for the recovery, or writes it if the recovery
+// ended meanwhile.
+func (h heldTarget) deliver(channel string, pos Position, data []byte, isText bool) {
+	env := h.sub.envelope
+	write := func() {
+		pm := newPositioned(channel, pos, data, isText, env)
+		h.c.WritePrepared(pm)
+		pm.Release()
+	}
+	if pd := h.sub.held.Load(); pd != nil {
+		pd.deliver(pos, data, isText, write)
+	} else {
+		write()
+	}
 }

@@ -350,29 +350,20 @@ func testPresence(t *testing.T, h Harness) {
 	const ch = "room"
 	var evMu sync.Mutex
 	var events []string
-	watch, _, err := srvs[1].SubscribeFuncWith(ch+"-watch", func(wsext.Position, []byte, bool) {}, wsext.SubscribeOptions{
-		OnPresence: func(ev wsext.PresenceEvent) {
-			evMu.Lock()
-			events = append(events, ev.Presence+" "+ev.Channel+" "+ev.User)
-			evMu.Unlock()
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
+	record := func(ev wsext.PresenceEvent) {
+		evMu.Lock()
+		events = append(events, ev.Presence+" "+ev.Channel+" "+ev.User)
+		evMu.Unlock()
 	}
-	defer watch.Unsubscribe()
-	// The watcher above watches another channel; this one, ch.
-	evSub, _, err := srvs[1].SubscribeFuncWith(ch, func(wsext.Position, []byte, bool) {}, wsext.SubscribeOptions{
-		OnPresence: func(ev wsext.PresenceEvent) {
-			evMu.Lock()
-			events = append(events, ev.Presence+" "+ev.Channel+" "+ev.User)
-			evMu.Unlock()
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
+	// Two watchers: of this channel, and of another, whose events must not
+	// mix with these.
+	for _, watched := range []string{ch, ch + "-watch"} {
+		w, _, err := srvs[1].SubscribeFuncWith(watched, func(wsext.Position, []byte, bool) {}, wsext.SubscribeOptions{OnPresence: record})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Unsubscribe()
 	}
-	defer evSub.Unsubscribe()
 	members := func(s *wsext.Server) []string {
 		ms, err := s.Presence(ch)
 		if err != nil {
