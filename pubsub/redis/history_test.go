@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -68,25 +67,16 @@ type hengine struct {
 
 func startHistory(t *testing.T, opts Options) *hengine {
 	t.Helper()
-	logs := &syncBuffer{}
-	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e, err := New(opts)
-	if err != nil {
+	// As wsext does: Start (in start), then StartHistory.
+	base := start(t, opts)
+	in := &pinbox{}
+	if err := base.StartHistory(in.deliver); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { e.Close() })
-	// As wsext does: Start, then StartHistory.
-	in, plain := &pinbox{}, &inbox{}
-	if err := e.Start(plain.deliver); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.StartHistory(in.deliver); err != nil {
-		t.Fatal(err)
-	}
-	if e.StartHistory(in.deliver) == nil || e.Start(plain.deliver) == nil {
+	if base.StartHistory(in.deliver) == nil || base.Start(base.in.deliver) == nil {
 		t.Error("the engine started twice")
 	}
-	return &hengine{e, in, plain, logs}
+	return &hengine{base.Engine, in, base.in, base.logs}
 }
 
 // subscribe subscribes e to channel and returns once Redis has made the
