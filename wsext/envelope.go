@@ -46,6 +46,14 @@ func newPositioned(channel string, pos Position, data []byte, isText, envelope b
 	return pm
 }
 
+// writePositioned writes one message of a subscription to c: as it is, or
+// in the envelope.
+func (c *Conn) writePositioned(channel string, pos Position, data []byte, isText, envelope bool) {
+	pm := newPositioned(channel, pos, data, isText, envelope)
+	c.WritePrepared(pm)
+	pm.Release()
+}
+
 // writeStatus writes the first message of an envelope subscription, before
 // any replayed or live one: where the channel stands and whether the
 // missed messages follow.

@@ -182,13 +182,7 @@ func (s *Server) presenceEvent(channel, kind string, m Member) {
 		return
 	}
 	b, _ := json.Marshal(PresenceEvent{Presence: kind, Channel: channel, Member: m})
-	evch := presenceChannel(channel)
-	s.deliver(nil, 0, evch, Position{}, b, true, false)
-	e, err := s.pubsub.engine()
-	if e == nil || err != nil {
-		return
-	}
-	if err := s.pubsub.engineCall(opPublish, e, evch, b, true); err != nil {
+	if _, err := s.publishPlain(nil, presenceChannel(channel), b, true, false); err != nil {
 		s.logs.Warn("engine presence event", "wsext: publishing a presence event", "channel", channel, "err", err)
 	}
 }

@@ -3,7 +3,6 @@ package wsext
 import (
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -185,9 +184,7 @@ func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 			ws.writeStatus(rec)
 		}
 		for _, m := range msgs {
-			pm := newPositioned(channel, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText, opts.Envelope)
-			ws.WritePrepared(pm)
-			pm.Release()
+			ws.writePositioned(channel, Position{m.Offset, rec.Top.Epoch}, m.Data, m.IsText, opts.Envelope)
 		}
 	}
 	needEngine := s.opts.Engine != nil && !p.remote[channel]
@@ -221,9 +218,7 @@ func (s *Server) subscribeWith(ws *Conn, channel string, opts SubscribeOptions) 
 				}
 			},
 			func(pos Position, data []byte, isText bool) {
-				pm := newPositioned(channel, pos, data, isText, opts.Envelope)
-				ws.WritePrepared(pm)
-				pm.Release()
+				ws.writePositioned(channel, pos, data, isText, opts.Envelope)
 			})
 		if errors.Is(err, ErrRecoveryOverflow) {
 			// The subscriber would miss what was not held: it comes back
@@ -406,7 +401,14 @@ func (s *Server) publish(except *Conn, channel string, data []byte, isText, wait
 	if s.histEng != nil {
 		return s.publishThroughHistory(except, channel, data, isText, wait)
 	}
-	pos := s.deliver(except, 0, channel, Position{}, data, isText, true)
+	return s.publishPlain(except, channel, data, isText, true)
+}
+
+// publishPlain delivers a message to this process's subscribers at once
+// (recording it in the in-process history when record is set), then
+// forwards it through the Engine, which carries it without a position.
+func (s *Server) publishPlain(except *Conn, channel string, data []byte, isText, record bool) (Position, error) {
+	pos := s.deliver(except, 0, channel, Position{}, data, isText, record)
 	e, err := s.pubsub.engine()
 	if e == nil || err != nil {
 		return pos, err
@@ -503,17 +505,13 @@ const (
 
 var engineOpNames = [...]string{"Start", "Publish", "Subscribe", "Unsubscribe"}
 
-// engineCall calls one of the engine's methods. An engine is code from
-// outside this package: a panic in it becomes an error for this one call
-// (and a rate-limited log line), never the end of the process.
+// engineCall calls one of the engine's methods under engineGuard.
 func (p *pubsub) engineCall(op int, e Engine, channel string, data []byte, isText bool) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			p.srv.stats.panics.Add(1)
-			p.srv.logs.Error("engine panic", "wsext: panic in the pub/sub engine", "method", engineOpNames[op], "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("wsext: the pub/sub engine panicked in %s: %v", engineOpNames[op], r)
-		}
-	}()
+	p.srv.engineGuard(engineOpNames[op], &err, func() { err = p.callEngine(op, e, channel, data, isText) })
+	return err
+}
+
+func (p *pubsub) callEngine(op int, e Engine, channel string, data []byte, isText bool) error {
 	switch op {
 	case opStart:
 		if err := e.Start(p.srv.deliverLocal); err != nil {

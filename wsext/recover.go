@@ -168,9 +168,8 @@ func (s *Server) replayFits(n int, size func(i int) int) bool {
 
 // publishThroughHistory publishes through the HistoryEngine, which numbers
 // the message and delivers it to every subscribing process, this one
-// included: nothing is written here.
-// With wait unset, an engine that is a HistoryForwarder is not waited for,
-// and the zero Position is returned.
+// included: nothing is written here. With wait unset, an engine that is a
+// HistoryForwarder is not waited for, and the zero Position is returned.
 func (s *Server) publishThroughHistory(except *Conn, channel string, data []byte, isText, wait bool) (Position, error) {
 	if _, err := s.pubsub.engine(); err != nil {
 		return Position{}, err
@@ -207,8 +206,9 @@ func (s *Server) engineHistory(channel string, off uint64, ep string, fn func(ui
 	return
 }
 
-// engineGuard runs an engine call: a panic in it becomes an error for this
-// one call (and a rate-limited log line), as in engineCall.
+// engineGuard runs an engine call. An engine is code from outside this
+// package: a panic in it becomes an error for this one call (and a
+// rate-limited log line), never the end of the process.
 func (s *Server) engineGuard(method string, err *error, call func()) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -238,11 +238,7 @@ type heldTarget struct {
 // ended meanwhile.
 func (h heldTarget) deliver(channel string, pos Position, data []byte, isText bool) {
 	env := h.sub.envelope
-	write := func() {
-		pm := newPositioned(channel, pos, data, isText, env)
-		h.c.WritePrepared(pm)
-		pm.Release()
-	}
+	write := func() { h.c.writePositioned(channel, pos, data, isText, env) }
 	if pd := h.sub.held.Load(); pd != nil {
 		pd.deliver(pos, data, isText, write)
 	} else {

@@ -1,10 +1,11 @@
 package wsext
 
 import (
-	"github.com/wsd-server/wsd/internal/history"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"github.com/wsd-server/wsd/internal/history"
 )
 
 // A Subscription is a subscriber that is not a WebSocket connection, such
