@@ -63,6 +63,20 @@ func (w *Worker) servePresence(ctx *fasthttp.RequestCtx) {
 	ctx.SetBody(append(body, '\n'))
 }
 
+// presenceQuery reads ?presence=, which asks for the channel's join and
+// leave events; a value other than 1, true, 0, false or none is answered
+// 400 here.
+func presenceQuery(ctx *fasthttp.RequestCtx) (events, ok bool) {
+	switch string(ctx.QueryArgs().Peek("presence")) {
+	case "", "0", "false":
+		return false, true
+	case "1", "true":
+		return true, true
+	}
+	ctx.Error("400 Bad Request: presence must be 1 or 0\n", fasthttp.StatusBadRequest)
+	return false, false
+}
+
 // maxUserLen bounds the ?user= name a subscriber may give itself.
 const maxUserLen = 64
 
@@ -97,11 +111,6 @@ func (w *Worker) presenceAllowed(ctx *fasthttp.RequestCtx, channel string) bool 
 		_, ok := w.authorize(ctx, channel) // answers 401 or 403 itself
 		return ok
 	}
-	challenge := `Bearer realm="wsd"`
-	if len(ctx.Request.Header.Peek("Authorization")) > 0 {
-		challenge += `, error="invalid_token"`
-	}
-	ctx.Error("401 Unauthorized: presence needs the publish token\n", fasthttp.StatusUnauthorized)
-	ctx.Response.Header.Set("WWW-Authenticate", challenge)
+	refuseBearer(ctx, "presence needs the publish token")
 	return false
 }

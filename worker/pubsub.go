@@ -177,13 +177,7 @@ func (w *Worker) servePublish(ctx *fasthttp.RequestCtx) {
 	}
 	if w.cfg.PublishToken != "" {
 		if err := checkBearer(ctx.Request.Header.Peek("Authorization"), w.cfg.PublishToken); err != nil {
-			// RFC 6750: no error code when no credentials were sent.
-			challenge := `Bearer realm="wsd"`
-			if len(ctx.Request.Header.Peek("Authorization")) > 0 {
-				challenge += `, error="invalid_token"`
-			}
-			ctx.Error("401 Unauthorized: "+err.Error()+"\n", fasthttp.StatusUnauthorized)
-			ctx.Response.Header.Set("WWW-Authenticate", challenge)
+			refuseBearer(ctx, err.Error())
 			return
 		}
 	}
@@ -211,6 +205,18 @@ func (w *Worker) servePublish(ctx *fasthttp.RequestCtx) {
 	b = append(b, `,"epoch":"`...)
 	b = append(b, pos.Epoch...) // hex, nothing to escape
 	ctx.SetBody(append(b, "\"}\n"...))
+}
+
+// refuseBearer answers 401 to a request without the publish token, with
+// the challenge of RFC 6750: no error code when no credentials were sent.
+func refuseBearer(ctx *fasthttp.RequestCtx, why string) {
+	challenge := `Bearer realm="wsd"`
+	if len(ctx.Request.Header.Peek("Authorization")) > 0 {
+		challenge += `, error="invalid_token"`
+	}
+	// ctx.Error resets the headers: it comes first.
+	ctx.Error("401 Unauthorized: "+why+"\n", fasthttp.StatusUnauthorized)
+	ctx.Response.Header.Set("WWW-Authenticate", challenge)
 }
 
 // checkBearer checks an Authorization header against the token. Both sides
@@ -246,19 +252,16 @@ func subscribeOptions(ctx *fasthttp.RequestCtx) (wsext.SubscribeOptions, bool) {
 		ctx.Error("400 Bad Request: format must be json or raw\n", fasthttp.StatusBadRequest)
 		return opts, false
 	}
-	switch string(args.Peek("presence")) {
-	case "", "0", "false":
-	case "1", "true":
-		if !opts.Envelope {
-			// Events are JSON: they could not be told from messages.
-			ctx.Error("400 Bad Request: presence=1 needs format=json\n", fasthttp.StatusBadRequest)
-			return opts, false
-		}
-		opts.PresenceEvents = true
-	default:
-		ctx.Error("400 Bad Request: presence must be 1 or 0\n", fasthttp.StatusBadRequest)
+	events, ok := presenceQuery(ctx)
+	if !ok {
 		return opts, false
 	}
+	if events && !opts.Envelope {
+		// Events are JSON: they could not be told from messages.
+		ctx.Error("400 Bad Request: presence=1 needs format=json\n", fasthttp.StatusBadRequest)
+		return opts, false
+	}
+	opts.PresenceEvents = events
 	if !args.Has("offset") && !args.Has("epoch") {
 		return opts, true
 	}

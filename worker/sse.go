@@ -351,15 +351,11 @@ func (w *Worker) serveSSE(ctx *fasthttp.RequestCtx) {
 	if !ok {
 		return
 	}
-	var wantEvents bool
-	switch string(ctx.QueryArgs().Peek("presence")) {
-	case "", "0", "false":
-	case "1", "true":
-		wantEvents = w.cfg.Presence
-	default:
-		ctx.Error("400 Bad Request: presence must be 1 or 0\n", fasthttp.StatusBadRequest)
+	events, ok := presenceQuery(ctx)
+	if !ok {
 		return
 	}
+	wantEvents := events && w.cfg.Presence
 	s := newSSEStream(w.sse, ctx.Conn(), w.cfg.MaxBackpressure)
 	if !w.sse.add(s) {
 		ctx.Error("503 Service Unavailable: shutting down\n", fasthttp.StatusServiceUnavailable)
