@@ -275,22 +275,14 @@ func writeBuffers(fd int, bufs [][]byte) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	for {
-		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(r), nil
-	}
+	return sysWritev(fd, &iov[0], n)
 }
 
 // writev writes a frame header and its payload with one system call,
-// without copying them together; the iovecs live on the stack. It repeats
-// writeBuffers' loop on purpose: built on it (a slice or variadic of the
-// two buffers), the header escapes and every echoed message allocates.
+// without copying them together; the iovecs live on the stack. It fills
+// its own two iovecs rather than calling writeBuffers on purpose: built on
+// it (a slice or variadic of the two buffers), the header escapes and
+// every echoed message allocates.
 func writev(fd int, a, b []byte) (int, error) {
 	var iov [2]unix.Iovec
 	n := 0
@@ -307,8 +299,14 @@ func writev(fd int, a, b []byte) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
+	return sysWritev(fd, &iov[0], n)
+}
+
+// sysWritev is the writev system call on n iovecs from iov, retried on
+// EINTR.
+func sysWritev(fd int, iov *unix.Iovec, n int) (int, error) {
 	for {
-		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n))
+		r, _, e := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(iov)), uintptr(n))
 		if e == unix.EINTR {
 			continue
 		}
